@@ -1,0 +1,36 @@
+"""Stage 1: frozen encoders and the extraction runner.
+
+Encoders are looked up by name in ``ENCODERS`` (one line per encoder; modules are
+imported lazily so ``import extract`` stays light)::
+
+    enc = extract.load_encoder("wavlm", "/models/wavlm-base-plus")
+    frames = enc.embed(wave_16k)          # (T, 768) float32
+"""
+from __future__ import annotations
+
+import importlib
+
+from .base import EncoderLoadError, FrameEncoder, select_device, sha256_file
+
+# name -> "module:Class"; each class has ``from_weights(weights, device=None, **options)``
+ENCODERS: dict[str, str] = {
+    "logmel": "extract.logmel:LogMelEncoder",
+    "wavlm": "extract.wavlm:WavLMEncoder",
+    "muq": "extract.muq_encoder:MuQEncoder",
+    "m2d": "extract.m2d:M2DEncoder",
+}
+
+
+def encoder_class(name: str):
+    if name not in ENCODERS:
+        raise KeyError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}")
+    mod, cls = ENCODERS[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def load_encoder(name: str, weights=None, device: str | None = None, **options) -> FrameEncoder:
+    """Build encoder ``name`` from local ``weights`` (a file or HF directory), frozen, in eval mode."""
+    return encoder_class(name).from_weights(weights, device=select_device(device), **options)
+
+
+__all__ = ["ENCODERS", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "select_device", "sha256_file"]

@@ -1,0 +1,202 @@
+"""Common encoder interface, checkpoint helpers and chunk planning.
+
+Every encoder turns one mono clip at its own sample rate into a frame sequence
+``(T, dim)``.  The work is split in three steps so that the extraction runner can
+batch chunks of *equal shape* from many clips without ever padding them:
+
+``split(wave)``          -> list of model inputs (numpy), each a whole forward item
+``forward_batch(x)``     -> (B, T_i, dim) float32 for a stack of equal-shape inputs
+``join(outputs, wave)``  -> (T, dim) float32 for the clip
+
+``embed(wave)`` chains the three for a single clip.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CODE_VERSION = "1"  # bump when a change alters the frames any encoder writes
+
+
+class EncoderLoadError(RuntimeError):
+    """Weights missing, of the wrong architecture, or with missing/unexpected keys."""
+
+
+def sha256_file(path: str | os.PathLike, _cache: dict = {}) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) since checkpoints are large."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _cache:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+def select_device(device: str | None = None) -> str:
+    """``None``/"auto" -> cuda, then mps, then cpu."""
+    import torch
+
+    if device and device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_checkpoint(path: str | os.PathLike, allow: tuple = ()) -> dict:
+    """Load a ``.pt/.pth/.bin`` pickle with ``weights_only=True`` or a ``.safetensors`` file.
+
+    ``allow`` lists the exact extra types a genuine checkpoint may carry (e.g.
+    ``argparse.Namespace``); anything else is refused rather than unpickled.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderLoadError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        if allow:
+            with torch.serialization.safe_globals(list(allow)):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise EncoderLoadError(f"{path}: cannot load checkpoint safely ({e})") from e
+
+
+def strict_load(module, state_dict: dict, source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the file and the keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    bad_shape = sorted(
+        k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
+    if missing or unexpected or bad_shape:
+        def show(keys):
+            return ", ".join(keys[:6]) + (f" … (+{len(keys) - 6})" if len(keys) > 6 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys [{show(missing)}]")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys [{show(unexpected)}]")
+        if bad_shape:
+            parts.append(
+                f"{len(bad_shape)} shape mismatches ["
+                + ", ".join(f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in bad_shape[:4])
+                + "]"
+            )
+        raise EncoderLoadError(f"{source}: weights do not match the architecture: " + "; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def tiled_chunks(wave: np.ndarray, hop: int, context: int, max_frames: int) -> list[np.ndarray]:
+    """Cut a long wave into chunks whose frame sequences tile the full-clip sequence.
+
+    For an encoder that emits one frame per ``hop`` samples and needs ``context``
+    extra samples to emit its last frame, chunk *i* is
+    ``wave[i*C : i*C + C + context]`` with ``C = max_frames*hop``; each full chunk
+    then yields exactly ``max_frames`` frames and the concatenation has the same
+    frame count and timing as one pass over the whole clip.  Clips shorter than a
+    chunk are returned whole.  No chunk is ever padded.
+    """
+    n = len(wave)
+    c = max_frames * hop
+    if n <= c + context:
+        return [wave]
+    out = []
+    start = 0
+    while start < n:
+        piece = wave[start : start + c + context]
+        if len(piece) < context + hop and out:  # too short to emit a frame: drop tail
+            break
+        out.append(piece)
+        start += c
+    return out
+
+
+class FrameEncoder:
+    """Base class.  Subclasses set ``name``, ``sample_rate``, ``frame_rate``, ``dim``
+    (class or instance attributes), fill ``self.config`` with every option that changes
+    the frames (model config, chunking policy, layers), implement ``forward_batch`` and,
+    when inputs must be cut, ``split``/``join``.  They are frozen: eval mode, no grads.
+    """
+
+    name: str = "base"
+    sample_rate: int = 16000
+    frame_rate: float = 50.0
+    dim: int = 0
+
+    def __init__(self, *, device: str = "cpu", weights: str | os.PathLike | None = None, config: dict | None = None):
+        self.device = device
+        self.weights = str(weights) if weights is not None else None
+        self.config: dict[str, Any] = dict(config or {})
+
+    # -- identity -------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the frames: a different identity is a different cache."""
+        return {
+            "name": self.name,
+            "weights": str(self.weights) if self.weights else None,
+            "sha256": sha256_file(self.weights) if self.weights and Path(self.weights).is_file() else None,
+            "sample_rate": int(self.sample_rate),
+            "frame_rate": float(self.frame_rate),
+            "dim": int(self.dim),
+            "config": self.config,
+            "code_version": CODE_VERSION,
+        }
+
+    def identity_key(self) -> str:
+        import json
+
+        ident = dict(self.identity())
+        ident.pop("weights", None)  # the same file moved elsewhere is the same encoder
+        blob = json.dumps(ident, sort_keys=True, default=str).encode()
+        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+    # -- the three steps ------------------------------------------------------------
+    def split(self, wave: np.ndarray) -> list[np.ndarray]:
+        return [wave]
+
+    def forward_batch(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
+        if not outputs:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(outputs, axis=0).astype(np.float32, copy=False)
+
+    def embed(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"{self.name}: embed() takes one mono clip (1-D), got shape {wave.shape}")
+        outs = [self.forward_batch(c[None])[0] for c in self.split(wave)]
+        return self.join(outs, wave)
+
+    def expected_frames(self, n_samples: int) -> int | None:
+        """Frames a clip of ``n_samples`` gives, where the encoder knows it (for checks)."""
+        return None
+
+    def min_samples(self) -> int:
+        """Shortest input that yields at least one frame."""
+        return 1
+
+
+def frames_for_duration(seconds: float, frame_rate: float) -> int:
+    return int(math.floor(seconds * frame_rate))

@@ -1,0 +1,74 @@
+"""Prediction heads (SPEC section 4 aggregators): features -> scores ``(B, 4)``.
+
+``HEADS`` maps a registry name to its class; ``build_head(name, in_dim, **cfg)``
+builds one.  Every head class has ``needs_frames`` (False: pooled ``(B, D)``; True:
+frames ``(B, T, D)`` plus ``lengths``), ``output_kind`` and a ``config`` dict from
+which ``build_head_from_config`` rebuilds it.  ``forward(x, lengths=None)``.
+
+==========  ==============  ==========================================================================================
+name        input           architecture (defaults)
+==========  ==============  ==========================================================================================
+mlp         (B, D)          per-axis MLP D -> 256 -> 1
+blstm_h     (B, D)          BLSTM(H=128 x 2) on a length-1 sequence, final [h_fwd; h_bwd] (256) -> 64 -> 1
+blstm_t     (B, T, D)       BLSTM(H=128 x 2) over valid frames, mean of outputs (256) -> 64 -> 1
+==========  ==============  ==========================================================================================
+
+All heads take ``dropout`` (default 0.1, inside each per-axis MLP).  Adding a head =
+one module with a ``Head`` subclass plus one line in ``HEADS``.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .axis_mlp import AxisHeads, axis_mlp
+from .base import Head
+from .blstm_h import BLSTMHiddenHead
+from .blstm_t import BLSTMTimeHead
+from .mlp import MLPHead
+
+HEADS: dict[str, type[Head]] = {
+    "mlp": MLPHead,
+    "blstm_h": BLSTMHiddenHead,
+    "blstm_t": BLSTMTimeHead,
+}
+
+
+def head_class(name: str) -> type[Head]:
+    """The registered head class ``name``; ``KeyError`` naming the valid names otherwise."""
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise KeyError(f"unknown head {name!r}; valid heads: {', '.join(HEADS)}") from None
+
+
+def build_head(name: str, in_dim: int, **cfg: Any) -> Head:
+    """Build head ``name`` for ``in_dim``-dimensional features; ``cfg`` overrides its defaults."""
+    cls = head_class(name)
+    try:
+        return cls(in_dim, **cfg)
+    except TypeError as e:
+        raise TypeError(f"heads ({name}): bad configuration {cfg!r}: {e}") from e
+
+
+def build_head_from_config(config: Mapping[str, Any]) -> Head:
+    """Rebuild a head from its ``config`` dict (``{"name", "in_dim", **hyperparameters}``)."""
+    cfg = dict(config)
+    try:
+        name, in_dim = cfg.pop("name"), cfg.pop("in_dim")
+    except KeyError as e:
+        raise KeyError(f"heads: config lacks {e.args[0]!r}: {dict(config)!r}") from None
+    return build_head(name, in_dim, **cfg)
+
+
+__all__ = [
+    "HEADS",
+    "AxisHeads",
+    "BLSTMHiddenHead",
+    "BLSTMTimeHead",
+    "Head",
+    "MLPHead",
+    "axis_mlp",
+    "build_head",
+    "build_head_from_config",
+    "head_class",
+]

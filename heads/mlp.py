@@ -1,0 +1,30 @@
+"""``mlp`` head: mean-pooled features straight into the four per-axis MLPs.
+
+Default: each axis ``D -> 256 -> 1`` (ReLU, dropout 0.1).  With the TriEnc
+D = 5632 that is about 5.8 M parameters in total.  The paper does not give the
+sizes; 256 keeps the head light next to the 5632-d input.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from .axis_mlp import AxisHeads
+from .base import Head, check_dropout, check_positive_int
+
+
+class MLPHead(Head):
+    """Pooled features ``(B, D)`` -> scores ``(B, 4)``."""
+
+    name = "mlp"
+    needs_frames = False
+
+    def __init__(self, in_dim: int, axis_hidden: int = 256, dropout: float = 0.1) -> None:
+        axis_hidden = check_positive_int(axis_hidden, "axis_hidden", self.name)
+        dropout = check_dropout(dropout, self.name)
+        super().__init__(in_dim, axis_hidden=axis_hidden, dropout=dropout)
+        self.heads = AxisHeads(self.in_dim, axis_hidden, dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``lengths`` is accepted for a uniform call signature and unused (features are pooled)."""
+        self.check_pooled(x)
+        return self.heads(x)

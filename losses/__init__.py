@@ -1,0 +1,64 @@
+"""Training losses for the multi-axis heads (SPEC section 4).
+
+``LOSSES[name](pred, target)`` takes float tensors ``(B, 4)`` of z-scored scores
+(axis order PQ, PC, CE, CU) and returns a scalar: the mean over the four axes of a
+per-axis loss.  Loss parameters are keyword arguments with the paper's defaults,
+e.g. ``LOSSES["utmos"](pred, target, tau=0.5)``.  Per-axis versions (``*_axis``,
+on ``(B,)`` tensors) are exported for analysis and tests.
+
+Adding a loss = one module defining ``<name>_axis`` and a ``@head_output``-tagged
+``<name>_loss``, plus one line in ``LOSSES``.  ``loss_head_output(name)`` tells the
+trainer which head output the loss consumes (``"scores"`` for all current losses;
+reserved for distribution losses such as Gaussian-KL or CORAL).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor
+
+from .base import SCORES, axis_losses, head_output, mean_over_axes
+from .ccc import ccc_axis, ccc_loss
+from .contrastive import contrastive_axis, contrastive_loss
+from .dcq import dcq_axis, dcq_loss
+from .utmos import clipped_mse_axis, utmos_axis, utmos_loss
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "utmos": utmos_loss,
+    "contrastive": contrastive_loss,
+    "dcq": dcq_loss,
+    "ccc": ccc_loss,
+}
+
+
+def get_loss(name: str) -> Callable[..., Tensor]:
+    """The registered loss ``name``; ``KeyError`` naming the valid names otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}") from None
+
+
+def loss_head_output(name: str) -> str:
+    """The head output kind the loss ``name`` needs (e.g. ``"scores"``)."""
+    return getattr(get_loss(name), "head_output", SCORES)
+
+
+__all__ = [
+    "LOSSES",
+    "SCORES",
+    "axis_losses",
+    "ccc_axis",
+    "ccc_loss",
+    "clipped_mse_axis",
+    "contrastive_axis",
+    "contrastive_loss",
+    "dcq_axis",
+    "dcq_loss",
+    "get_loss",
+    "head_output",
+    "loss_head_output",
+    "mean_over_axes",
+    "utmos_axis",
+    "utmos_loss",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from mmmos.cli import main
+
+sys.exit(main())

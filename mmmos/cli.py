@@ -1,0 +1,163 @@
+"""``mmmos`` command line.  Sub-commands mirror the pipeline stages:
+
+    mmmos demo-data   write the synthetic demo corpus (audio + manifests)
+    mmmos extract     audio -> frozen encoders -> frame cache
+    mmmos cache       show what a cache holds
+    mmmos sweep       cache -> 16 head x loss configurations (models, predictions, metrics)
+    mmmos score       challenge metrics for a prediction file against labels
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parse_weights(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise SystemExit(f"--weights expects NAME=PATH (e.g. wavlm=/models/wavlm-base-plus), got {part!r}")
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _parse_shard(s: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in s.split("/"))
+        assert 0 <= i < n
+    except Exception:  # noqa: BLE001
+        raise argparse.ArgumentTypeError(f"--shard takes I/N with 0 <= I < N, got {s!r}") from None
+    return i, n
+
+
+def cmd_extract(a: argparse.Namespace) -> int:
+    from extract.runner import ExtractConfig, format_report, run_extract, save_report
+
+    cfg = ExtractConfig(
+        manifests=a.manifest, store=a.store, encoders=[e for e in a.encoders.split(",") if e],
+        weights=_parse_weights(a.weights), backend=a.backend, data_root=a.data_root, device=a.device,
+        precision=a.precision, store_dtype=a.store_dtype, batch_size=a.batch_size, shard=a.shard, limit=a.limit,
+        progress=not a.no_progress,
+    )
+    unknown = [e for e in cfg.encoders if e not in __import__("extract").ENCODERS]
+    if unknown:
+        raise SystemExit(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(__import__('extract').ENCODERS))}")
+    missing = [e for e in cfg.encoders if e != "logmel" and e not in cfg.weights]
+    if missing:
+        raise SystemExit("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
+                         "from local files — see README 'Encoder weights')")
+    rep = run_extract(cfg)
+    save_report(rep, a.store)
+    print(format_report(rep, a.store))
+    return 3 if rep.failures else 0
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    from cache_store import open_store
+
+    st = open_store(a.store)
+    print(f"{a.store}: {st.backend} cache")
+    for info in st.encoders():
+        g = st.group(info.key)
+        n = len(g)
+        frames = sum(c.n_frames for c in g.index.values())
+        dur = sum(c.duration for c in g.index.values())
+        print(f"  {info.key:28s} {n:6d} clips  {dur:9.1f} s  {frames:9d} frames  dim {info.dim}  "
+              f"{info.frame_rate:g} Hz  {info.dtype}  sha256 {str(info.identity.get('sha256'))[:12]}")
+    return 0
+
+
+def cmd_demo_data(a: argparse.Namespace) -> int:
+    from mmmos.demo_data import make_demo_corpus
+
+    info = make_demo_corpus(a.out, n_train=a.n_train, n_dev=a.n_dev, n_pam=a.n_pam, seed=a.seed)
+    print(f"demo corpus written to {a.out}")
+    for k, v in (info or {}).items():
+        if isinstance(v, (str, int, float, Path)):
+            print(f"  {k}: {v}")
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from mmmos.scoring import run_score
+
+    return run_score(a)
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    import sweep
+
+    return sweep.run_cli(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmmos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("extract", help="run frozen encoders over audio and cache their frames",
+                       description="Run frozen encoders over every clip of the manifests and write last-layer frames "
+                                   "to the cache. Clips already cached for the same encoder identity are skipped; "
+                                   "bad files are listed in <store>/extract_failures.csv (exit status 3).")
+    e.add_argument("--manifest", action="append", required=True,
+                   help="a Track 2 list, MMMOS combined list, AES JSONL, plain CSV or a folder of audio (repeatable)")
+    e.add_argument("--store", required=True, help="cache folder (created if absent)")
+    e.add_argument("--encoders", default="logmel", help="comma-separated encoder names: wavlm,muq,m2d,logmel")
+    e.add_argument("--weights", action="append",
+                   help="NAME=PATH local weights, e.g. wavlm=/models/wavlm-base-plus (repeatable or comma-separated)")
+    e.add_argument("--backend", choices=["zarr", "hdf5"], default="zarr", help="storage backend for a new cache")
+    e.add_argument("--data-root", help="folder that replaces the /your_path/ placeholder and roots relative paths")
+    e.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:1, mps")
+    e.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto",
+                   help="encoder compute precision; auto = fp16 on cuda, else fp32 (part of the cache identity)")
+    e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
+    e.add_argument("--batch-size", type=int, default=8, help="equal-shape encoder inputs per forward pass")
+    e.add_argument("--shard", type=_parse_shard, default=(0, 1),
+                   help="I/N: process only the clips whose id hashes to shard I of N (parallel workers, one store)")
+    e.add_argument("--limit", type=int, help="only the first N clips (for a trial run)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_extract)
+
+    c = sub.add_parser("cache", help="list the encoders and clips a cache holds")
+    c.add_argument("store")
+    c.set_defaults(func=cmd_cache)
+
+    d = sub.add_parser("demo-data", help="write the synthetic, labelled demo corpus")
+    d.add_argument("--out", default="demo_out/corpus")
+    d.add_argument("--n-train", type=int, default=120)
+    d.add_argument("--n-dev", type=int, default=40)
+    d.add_argument("--n-pam", type=int, default=40)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo_data)
+
+    s = sub.add_parser("score", help="challenge metrics of predictions against labels")
+    try:
+        from mmmos.scoring import add_score_arguments
+
+        add_score_arguments(s)
+    except ImportError:  # pragma: no cover
+        pass
+    s.set_defaults(func=cmd_score)
+
+    w = sub.add_parser("sweep", help="train head x loss configurations from a cache")
+    try:
+        import sweep
+
+        sweep.add_arguments(w)
+    except (ImportError, AttributeError):  # pragma: no cover - stage 2 not installed
+        pass
+    w.set_defaults(func=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
