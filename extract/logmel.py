@@ -1,4 +1,4 @@
-"""Built-in, weight-free log-mel "encoder": the no-download default and a baseline.
+"""Built-in, weight-free log-mel "encoders": the no-download default and a baseline.
 
 80 log-mel bands at 16 kHz, 25 ms Hann window, 20 ms hop, so frames line up with
 WavLM's 50 Hz grid (frame k covers ~[k/50, (k+1)/50) s).  No centre padding, so a
@@ -33,38 +33,49 @@ def _mel_filterbank(n_mels: int, n_fft: int, sr: int, fmin: float, fmax: float) 
 class LogMelEncoder(FrameEncoder):
     name = "logmel"
     sample_rate = 16000
-    frame_rate = 50.0
+    n_mels, n_fft, hop = 80, N_FFT, HOP
 
-    def __init__(self, n_mels: int = 80, device: str = "cpu"):
+    def __init__(self, n_mels: int | None = None, device: str = "cpu"):
+        n_mels = n_mels or type(self).n_mels
+        self.frame_rate = self.sample_rate / self.hop
+        self._max_frames = max(1, int(30 * self.frame_rate))  # chunks of at most 30 s
         super().__init__(device=device, weights=None,
-                         config={"n_mels": n_mels, "n_fft": N_FFT, "hop": HOP, "fmin": 0.0, "fmax": 8000.0,
-                                 "log": "ln(power+1e-6)", "chunking": "tiled 1500 frames (30 s), 80-sample context"})
+                         config={"n_mels": n_mels, "n_fft": self.n_fft, "hop": self.hop, "fmin": 0.0, "fmax": 8000.0,
+                                 "log": "ln(power+1e-6)",
+                                 "chunking": f"tiled {self._max_frames} frames, {self.n_fft - self.hop}-sample context"})
         self.dim = n_mels
-        self._fb = _mel_filterbank(n_mels, N_FFT, self.sample_rate, 0.0, 8000.0)
-        self._win = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
+        self._fb = _mel_filterbank(n_mels, self.n_fft, self.sample_rate, 0.0, 8000.0)
+        self._win = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
 
     @classmethod
-    def from_weights(cls, weights=None, device: str = "cpu", n_mels: int = 80, **_):
+    def from_weights(cls, weights=None, device: str = "cpu", n_mels: int | None = None, **_):
         if weights:
             raise ValueError("the logmel encoder has no weights; drop --weights for it")
         return cls(n_mels=n_mels, device="cpu")  # numpy: no device to choose
 
     def split(self, wave):
-        return tiled_chunks(wave, hop=HOP, context=N_FFT - HOP, max_frames=1500)
+        return tiled_chunks(wave, hop=self.hop, context=self.n_fft - self.hop, max_frames=self._max_frames)
 
     def forward_batch(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
-        n = x.shape[-1]
-        t = (n - N_FFT) // HOP + 1
+        t = self.expected_frames(x.shape[-1])
         if t < 1:
             return np.zeros((x.shape[0], 0, self.dim), np.float32)
-        idx = np.arange(N_FFT)[None, :] + HOP * np.arange(t)[:, None]
+        idx = np.arange(self.n_fft)[None, :] + self.hop * np.arange(t)[:, None]
         frames = x[:, idx] * self._win  # (B, T, N_FFT)
         power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
         return np.log(power @ self._fb.T + 1e-6).astype(np.float32)
 
     def expected_frames(self, n_samples: int) -> int:
-        return max(0, (n_samples - N_FFT) // HOP + 1)
+        return max(0, (n_samples - self.n_fft) // self.hop + 1)
 
     def min_samples(self) -> int:
-        return N_FFT
+        return self.n_fft
+
+
+class LogMelSlowEncoder(LogMelEncoder):
+    """40 log-mel bands over 160 ms windows at 6.25 Hz (M2D's rate): the demo's second
+    built-in encoder, so the demo exercises multi-rate crops and the common time grid."""
+
+    name = "logmel_slow"
+    n_mels, n_fft, hop = 40, 2560, 2560

@@ -387,7 +387,6 @@ class M2DEncoder(FrameEncoder):
                  weights: str | os.PathLike | None = None, source_name: str | None = None):
         pf, pt = model.patch
         config = {
-            "release": source_name,
             "n_mels": N_MELS,
             "input_frames": int(input_frames),
             "patch_size": [pf, pt],
@@ -401,6 +400,8 @@ class M2DEncoder(FrameEncoder):
             "output": "last layer after final norm, CLS dropped, frequency patches concatenated per time column",
         }
         super().__init__(device=device, weights=weights, config=config)
+        self.release = source_name  # informative only: renaming the folder is not a new encoder
+        self.ignored_keys: list[str] = []  # checkpoint keys left out as non-encoder (set by from_weights)
         self.input_frames = int(input_frames)
         self.patch_frames = pt
         self.norm_stats = (float(norm_stats[0]), float(norm_stats[1]))
@@ -444,9 +445,9 @@ class M2DEncoder(FrameEncoder):
 
         ckpt = load_checkpoint(path, allow=(argparse.Namespace,))
         sd, top_stats = _state_dict_of(ckpt, source)
-        enc, _ignored = _encoder_keys(sd, source)
-        stats = _norm_stats(enc.pop(NORM_STATS_KEY, top_stats), source)
-        arch = _infer_architecture(enc, source)
+        weights_sd, ignored = _encoder_keys(sd, source)
+        stats = _norm_stats(weights_sd.pop(NORM_STATS_KEY, top_stats), source)
+        arch = _infer_architecture(weights_sd, source)
         pf, pt = arch["patch"]
         if sizes is not None and (sizes["patch_f"], sizes["patch_t"]) != (pf, pt):
             raise EncoderLoadError(
@@ -455,7 +456,7 @@ class M2DEncoder(FrameEncoder):
         if N_MELS % pf or input_frames < pt:
             raise EncoderLoadError(f"{source}: patch {pf}x{pt} does not tile an input of {N_MELS}x{input_frames}")
         grid = (N_MELS // pf, input_frames // pt)
-        pos = enc.get("pos_embed")
+        pos = weights_sd.get("pos_embed")
         if pos is not None and tuple(pos.shape) != (1, 1 + grid[0] * grid[1], arch["width"]):
             raise EncoderLoadError(
                 f"{source}: pos_embed has shape {tuple(pos.shape)} but input {N_MELS}x{input_frames} with patch "
@@ -463,9 +464,11 @@ class M2DEncoder(FrameEncoder):
                 "the folder name or input_frames does not match these weights"
             )
         model = M2DViT(arch["width"], arch["depth"], arch["heads"], arch["mlp_hidden"], grid, (pf, pt))
-        strict_load(model, {k: v.float() for k, v in enc.items()}, source)
-        return cls(model, input_frames=input_frames, norm_stats=stats, device=device or "cpu", weights=path,
-                   source_name=release if sizes is not None else None)
+        strict_load(model, {k: v.float() for k, v in weights_sd.items()}, source)
+        enc = cls(model, input_frames=input_frames, norm_stats=stats, device=device or "cpu", weights=path,
+                  source_name=release if sizes is not None else None)
+        enc.ignored_keys = ignored
+        return enc
 
     # -- the three steps ------------------------------------------------------------------
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
@@ -549,12 +552,15 @@ def write_random_checkpoint(
     gen = torch.Generator().manual_seed(seed)
 
     def rand_like(t: torch.Tensor, name: str) -> torch.Tensor:
-        if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name.endswith("norm.weight"):
-            return 1.0 + 0.1 * torch.randn(t.shape, generator=gen)
-        if t.ndim >= 2 and not name.endswith("pos_embed") and not name.endswith("token"):
-            fan_in = int(np.prod(t.shape[1:]))
-            return torch.randn(t.shape, generator=gen) / math.sqrt(fan_in)
-        return 0.02 * torch.randn(t.shape, generator=gen) if t.ndim < 2 else 0.5 * torch.randn(t.shape, generator=gen)
+        """LayerNorm gains near 1, matrices ~ 1/sqrt(fan_in), embeddings O(0.5), biases small."""
+        z = torch.randn(t.shape, generator=gen)
+        if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
+            return 1.0 + 0.1 * z
+        if name.endswith(("pos_embed", "cls_token")):
+            return 0.5 * z
+        if t.ndim >= 2:
+            return z / math.sqrt(int(np.prod(t.shape[1:])))
+        return 0.02 * z
 
     enc = M2DViT(width, depth, width // HEAD_DIM, s["mlp"] * width, grid, (16, 16))
     sd: dict[str, torch.Tensor] = {k: rand_like(v, k) for k, v in enc.state_dict().items()}

@@ -47,7 +47,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
     unknown = [e for e in cfg.encoders if e not in __import__("extract").ENCODERS]
     if unknown:
         raise SystemExit(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(__import__('extract').ENCODERS))}")
-    missing = [e for e in cfg.encoders if e != "logmel" and e not in cfg.weights]
+    missing = [e for e in cfg.encoders if not e.startswith("logmel") and e not in cfg.weights]
     if missing:
         raise SystemExit("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
                          "from local files — see README 'Encoder weights')")

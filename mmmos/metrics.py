@@ -253,7 +253,7 @@ def _metric_rows(
     """The four metric rows for one (level, axis); one combined warning when correlations are undefined."""
     reason = undefined_reason(p, y)
     if reason:
-        note = f"{level} level, {axis}: LCC/SRCC/KTAU undefined ({reason}); reported as NaN"
+        note = f"{level} level, {axis}: LCC/SRCC/KTAU undefined, {reason}; reported as NaN"
         notes.append(note)
         warnings.warn(f"[{set_name}] {note}", UndefinedMetricWarning, stacklevel=3)
     rows = []

@@ -6,14 +6,14 @@
 Predictions are read from an answer file (``wavID,PQ,PC,CE,CU`` with no header, the challenge
 submission format), a CSV with a header (an id column ``clip_id``/``wavID``/``sample_id`` plus
 ``PQ, PC, CE, CU``) or a Parquet table with the same columns. Labels (and system ids) are read with
-:func:`mmmos.manifests.load_manifest`, so every manifest format the toolkit knows works as truth.
+:func:`mmmos.manifests.load_manifest`, so every manifest format the toolkit knows works as truth;
+tables keyed by ``clip_id`` (Parquet, or CSV without a path column) are read as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -21,7 +21,21 @@ from pathlib import Path
 
 import polars as pl
 
+from mmmos.manifests import load_manifest, read_answer_file, write_answer_file
 from mmmos.metrics import AXES, Evaluation, UndefinedMetricWarning, evaluate, format_markdown
+
+__all__ = [
+    "add_score_arguments",
+    "is_answer_text",
+    "main_score",
+    "read_answer_file",
+    "read_predictions",
+    "read_truth",
+    "run_score",
+    "score",
+    "write_answer_file",
+    "write_metrics",
+]
 
 ID_COLUMNS: tuple[str, ...] = ("clip_id", "wavID", "sample_id")
 """Accepted names (case-insensitive) of the clip id column in headed prediction tables."""
@@ -35,7 +49,8 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Answer files: ``wavID,PQ,PC,CE,CU``, no header
+# Answer files: ``wavID,PQ,PC,CE,CU``, no header. Reading and writing live in mmmos.manifests
+# (read_answer_file / write_answer_file); here only the check that tells them from headed CSVs.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -48,29 +63,6 @@ def _read_text(path: Path) -> str:
         raise ValueError(f"{path}: not UTF-8 text ({e})") from None
 
 
-def _unquote(field: str) -> str:
-    field = field.strip()
-    if len(field) >= 2 and field[0] == field[-1] == '"':
-        return field[1:-1].replace('""', '"')
-    return field
-
-
-def _parse_answer_line(line: str) -> tuple[str, list[float]] | None:
-    """``(id, [PQ, PC, CE, CU])`` if ``line`` is an answer line, else ``None``.
-
-    Splits from the right so ids that contain commas (paths used as ids) survive.
-    """
-    parts = line.rsplit(",", 4)
-    if len(parts) != 5:
-        return None
-    try:
-        values = [float(x) for x in parts[1:]]
-    except ValueError:
-        return None
-    clip_id = _unquote(parts[0])
-    return (clip_id, values) if clip_id else None
-
-
 def _first_content_line(text: str) -> str | None:
     for line in text.splitlines():
         if line.strip():
@@ -78,69 +70,22 @@ def _first_content_line(text: str) -> str | None:
     return None
 
 
+def is_answer_line(line: str) -> bool:
+    """True when ``line`` is data: an id followed by four numbers (so not a header)."""
+    parts = line.rsplit(",", 4)  # from the right: the id may be a quoted path with commas
+    if len(parts) != 5 or not parts[0].strip().strip('"'):
+        return False
+    try:
+        [float(x) for x in parts[1:]]
+    except ValueError:
+        return False
+    return True
+
+
 def is_answer_text(text: str) -> bool:
-    """True when the first non-blank line is data (``id`` and four numbers), i.e. there is no header."""
+    """True when the first non-blank line is data (id and four numbers), i.e. there is no header."""
     first = _first_content_line(text)
-    return first is not None and _parse_answer_line(first) is not None
-
-
-def read_answer_file(path: str | Path) -> pl.DataFrame:
-    """Read an answer file (``wavID,PQ,PC,CE,CU`` per line, no header) into ``clip_id, PQ, PC, CE, CU``.
-
-    Blank lines are skipped. A malformed line, a non-finite score or a repeated id is an error that
-    names the file and line.
-    """
-    path = Path(path)
-    return _parse_answer_text(_read_text(path), path)
-
-
-def _parse_answer_text(text: str, path: Path) -> pl.DataFrame:
-    ids: list[str] = []
-    cols: list[list[float]] = [[] for _ in AXES]
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        parsed = _parse_answer_line(line)
-        if parsed is None:
-            raise ValueError(f"{path}:{lineno}: expected 'wavID,PQ,PC,CE,CU' (an id and 4 numbers), got {line!r}")
-        clip_id, values = parsed
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"{path}:{lineno}: non-finite score for {clip_id!r}: {values}")
-        if clip_id in seen:
-            raise ValueError(f"{path}:{lineno}: id {clip_id!r} already given on line {seen[clip_id]}")
-        seen[clip_id] = lineno
-        ids.append(clip_id)
-        for c, v in zip(cols, values):
-            c.append(v)
-    if not ids:
-        raise ValueError(f"{path}: no predictions (empty answer file)")
-    return pl.DataFrame(
-        {"clip_id": ids, **{a: c for a, c in zip(AXES, cols)}},
-        schema={"clip_id": pl.String, **{a: pl.Float64 for a in AXES}},
-    )
-
-
-def write_answer_file(pred: pl.DataFrame, path: str | Path) -> Path:
-    """Write ``clip_id, PQ, PC, CE, CU`` as an answer file (no header; shortest exact float repr)."""
-    path = Path(path)
-    missing = [c for c in ("clip_id", *AXES) if c not in pred.columns]
-    if missing:
-        raise ValueError(f"cannot write answer file {path}: missing columns {missing} (have {pred.columns})")
-    lines = []
-    for row in pred.select("clip_id", *AXES).iter_rows():
-        clip_id, values = row[0], row[1:]
-        if clip_id is None or not str(clip_id).strip():
-            raise ValueError(f"cannot write answer file {path}: empty clip id")
-        clip_id = str(clip_id)
-        if "\n" in clip_id or "\r" in clip_id:
-            raise ValueError(f"cannot write answer file {path}: clip id {clip_id!r} contains a line break")
-        if any(v is None or not math.isfinite(v) for v in values):
-            raise ValueError(f"cannot write answer file {path}: non-finite score for {clip_id!r}: {list(values)}")
-        lines.append(",".join([clip_id, *(repr(float(v)) for v in values)]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return first is not None and is_answer_line(first)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +157,7 @@ def read_predictions(path: str | Path) -> pl.DataFrame:
     if _first_content_line(text) is None:
         raise ValueError(f"{path}: empty prediction file")
     if is_answer_text(text):
-        return _parse_answer_text(text, path)
+        return read_answer_file(path)
     try:
         df = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
     except pl.exceptions.PolarsError as e:
@@ -220,55 +165,39 @@ def read_predictions(path: str | Path) -> pl.DataFrame:
     return _standardise(df, path, labels_may_be_null=False, keep_system=False)
 
 
-def _load_manifest_fn():
-    """``mmmos.manifests.load_manifest`` or ``None`` when that module is absent."""
-    try:
-        from mmmos.manifests import load_manifest
-    except ModuleNotFoundError as e:
-        if e.name != "mmmos.manifests":
-            raise
-        return None
-    return load_manifest
+def _csv_header(path: Path) -> list[str]:
+    first = _first_content_line(_read_text(path)) or ""
+    return [h.strip().strip('"').lower() for h in first.split(",")]
 
 
 def read_truth(path: str | Path, data_root: str | Path | None = None) -> pl.DataFrame:
     """Read labels as ``clip_id, system, PQ, PC, CE, CU`` (labels may be null; system may be null).
 
-    Parquet tables with ``clip_id``/``PQ``…``CU`` (and optionally ``system``) are read directly; every
-    other file goes through :func:`mmmos.manifests.load_manifest` (Track 2 and combined lists, AES
-    rating JSONL, plain CSV), which also derives the system id (the ``sys…`` token of Track 2 ids, the
-    PAM generator folder). Only if that module is missing, a CSV with a ``clip_id`` column is accepted.
+    Manifests (Track 2 and combined lists, AES rating JSONL, plain CSV with a ``path`` column) go
+    through :func:`mmmos.manifests.load_manifest`, which also derives the system id (the ``sys…``
+    token of Track 2 ids, the PAM generator folder). Tables keyed by ``clip_id`` (Parquet, or a CSV
+    with ``clip_id`` and no ``path``/``data_path`` column, as the toolkit writes them) are read as they
+    are, with their ``system`` column if any. Duplicated clip ids are an error.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".parquet":
         df = pl.read_parquet(path)
+    elif path.is_file() and path.suffix.lower() not in (".jsonl", ".ndjson", ".json") and _is_clip_table(path):
+        df = pl.read_csv(io.BytesIO(_read_text(path).encode("utf-8")), infer_schema=False)
     else:
-        load_manifest = _load_manifest_fn()
-        if load_manifest is not None:
-            df = load_manifest(path, data_root=data_root)
-        else:
-            df = _fallback_truth_csv(path)
+        df = load_manifest(path, data_root=data_root)
     out = _standardise(df, path, labels_may_be_null=True, keep_system=True)
     if "system" not in out.columns:
         out = out.with_columns(pl.lit(None, dtype=pl.String).alias("system"))
     return out.select("clip_id", "system", *AXES)
 
 
-def _fallback_truth_csv(path: Path) -> pl.DataFrame:
-    """Minimal reader used only without ``mmmos.manifests``: a headed CSV with a ``clip_id`` column."""
-    text = _read_text(path)
-    try:
-        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
-    except pl.exceptions.PolarsError as e:
-        raise ValueError(f"{path}: not a readable CSV ({e})") from None
-    if "clip_id" not in df.columns:
-        raise ValueError(
-            f"{path}: reading this truth format needs mmmos.manifests (not available); "
-            "only a CSV with a clip_id column can be read without it"
-        )
-    return df
+def _is_clip_table(path: Path) -> bool:
+    """A headed CSV keyed by clip_id that is not a manifest (no path/data_path column)."""
+    header = _csv_header(path)
+    return "clip_id" in header and "path" not in header and "data_path" not in header
 
 
 # ---------------------------------------------------------------------------------------------

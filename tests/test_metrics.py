@@ -321,8 +321,14 @@ def test_null_labels_are_excluded_per_axis_and_counted() -> None:
 def test_constant_predictions_give_nan_and_a_warning_not_a_crash() -> None:
     pred, truth = random_tables()
     pred = pred.with_columns(pl.lit(5.0).alias("PC"))
-    with pytest.warns(UndefinedMetricWarning, match=r"utterance level, PC: .*predictions are constant"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         ev = evaluate(pred, truth, "const")
+    messages = [str(w.message) for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+    # One warning per (level, axis), naming both, not one per metric.
+    assert len(messages) == 2
+    assert "utterance level, PC" in messages[0] and "system level, PC" in messages[1]
+    assert all("predictions are constant" in m for m in messages)
     for level in LEVELS:
         assert math.isnan(value(ev.table, level, "PC", "LCC"))
         assert math.isnan(value(ev.table, level, "PC", "SRCC"))

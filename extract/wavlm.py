@@ -1,0 +1,571 @@
+"""WavLM encoder: ``transformers.WavLMModel`` loaded strictly from local weights.
+
+Two weight formats are accepted:
+
+* an HF directory (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``),
+  e.g. a local copy of microsoft/wavlm-base-plus;
+* the original unilm file (``WavLM-Base+.pt``: ``{'cfg': dict, 'model': state_dict}``),
+  whose config and keys are converted here to the HF layout (our own table below).
+
+Frames: the last hidden state, 50 Hz (hop 320 samples at 16 kHz, receptive field
+400 samples), ``(T, hidden_size)`` float32.  Input is the raw waveform: no
+normalisation unless the checkpoint itself declares it was trained on normalised
+input (WavLM Base+ does not; ``normalize=`` overrides).
+
+Long clips are cut with :func:`extract.base.tiled_chunks` into chunks of at most
+``max_chunk_frames`` (1500 = 30 s) frames plus 80 samples of right context, so the
+concatenated frames have exactly the count and timing of one pass over the whole
+clip.  The policy is recorded in ``config['chunking']``.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make sure nothing tries
+
+import numpy as np
+
+from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, tiled_chunks
+
+SAMPLE_RATE = 16000
+MAX_CHUNK_FRAMES = 1500  # 30 s at 50 Hz: SPEC caps chunks at 30 s (attention memory ~ T^2)
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+# Config fields that determine the network; recorded in the encoder identity.
+ARCH_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "conv_dim", "conv_kernel", "conv_stride", "conv_bias", "feat_extract_norm", "feat_extract_activation",
+    "do_stable_layer_norm", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
+    "num_buckets", "max_bucket_distance", "layer_norm_eps",
+)
+
+# Real Base+ sizes (microsoft/wavlm-base-plus config.json).
+BASE_PLUS = dict(
+    hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+    conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False,
+    num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, num_buckets=320, max_bucket_distance=800,
+)
+# Narrow and shallow, same conv strides/kernels so the frame rate stays 50 Hz.
+TINY = dict(BASE_PLUS, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(16,) * 7)
+
+
+# ----------------------------------------------------------------------------------
+# weight-norm key names
+# ----------------------------------------------------------------------------------
+_WN_OLD = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
+
+
+def align_weight_norm_keys(sd: dict, model_keys) -> dict:
+    """Rename weight-norm tensors between the old (``weight_g/weight_v``) and the
+    parametrization (``parametrizations.weight.original0/1``) spellings so they match
+    ``model_keys``; the same tensors under either name, nothing else changes."""
+    model_keys = set(model_keys)
+    out = {}
+    for k, v in sd.items():
+        new = k
+        if k not in model_keys:
+            for old, param in _WN_OLD.items():
+                if k.endswith(old) and k[: -len(old)] + param in model_keys:
+                    new = k[: -len(old)] + param
+                elif k.endswith(param) and k[: -len(param)] + old in model_keys:
+                    new = k[: -len(param)] + old
+        out[new] = v
+    return out
+
+
+def _legacy_name(key: str) -> str:
+    for old, param in _WN_OLD.items():
+        if key.endswith(param):
+            return key[: -len(param)] + old
+    return key
+
+
+def legacy_weight_norm_keys(sd: dict) -> dict:
+    """Parametrization spelling -> old ``weight_g``/``weight_v`` spelling (as 2021 files have)."""
+    return {_legacy_name(k): v for k, v in sd.items()}
+
+
+# ----------------------------------------------------------------------------------
+# original unilm checkpoint <-> HF layout
+# ----------------------------------------------------------------------------------
+_P = "(weight|bias|weight_g|weight_v|parametrizations\\.weight\\.original0|parametrizations\\.weight\\.original1)"
+
+
+def _key_table(conv_norm: str) -> list[tuple[str, str]]:
+    """(original, HF) key templates; ``{i}`` = a layer index, ``{p}`` = the parameter name.
+
+    ``conv_norm`` is HF ``feat_extract_norm``: the unilm "default" extractor has one
+    GroupNorm at index 2 of conv block 0, "layer_norm" mode a LayerNorm wrapped in
+    TransposeLast modules at index 2.1 of every block.
+    """
+    norm = "feature_extractor.conv_layers.{i}.2.1.{p}" if conv_norm == "layer" else "feature_extractor.conv_layers.{i}.2.{p}"
+    layer = [
+        ("self_attn.q_proj", "attention.q_proj"),
+        ("self_attn.k_proj", "attention.k_proj"),
+        ("self_attn.v_proj", "attention.v_proj"),
+        ("self_attn.out_proj", "attention.out_proj"),
+        ("self_attn.grep_linear", "attention.gru_rel_pos_linear"),
+        ("self_attn.relative_attention_bias", "attention.rel_attn_embed"),
+        ("self_attn_layer_norm", "layer_norm"),
+        ("fc1", "feed_forward.intermediate_dense"),
+        ("fc2", "feed_forward.output_dense"),
+        ("final_layer_norm", "final_layer_norm"),
+    ]
+    return [
+        ("mask_emb", "masked_spec_embed"),
+        ("layer_norm.{p}", "feature_projection.layer_norm.{p}"),
+        ("post_extract_proj.{p}", "feature_projection.projection.{p}"),
+        ("encoder.pos_conv.0.{p}", "encoder.pos_conv_embed.conv.{p}"),
+        ("encoder.layer_norm.{p}", "encoder.layer_norm.{p}"),
+        ("feature_extractor.conv_layers.{i}.0.{p}", "feature_extractor.conv_layers.{i}.conv.{p}"),
+        (norm, "feature_extractor.conv_layers.{i}.layer_norm.{p}"),
+        ("encoder.layers.{i}.self_attn.grep_a", "encoder.layers.{i}.attention.gru_rel_pos_const"),
+    ] + [(f"encoder.layers.{{i}}.{o}.{{p}}", f"encoder.layers.{{i}}.{h}.{{p}}") for o, h in layer]
+
+
+@functools.lru_cache(maxsize=None)
+def _compile(template: str):
+    import re
+
+    pat = re.escape(template).replace(re.escape("{i}"), "(?P<i>\\d+)").replace(re.escape("{p}"), f"(?P<p>{_P})")
+    return re.compile(pat + "$")
+
+
+def _rename(key: str, table: list[tuple[str, str]], forward: bool) -> str | None:
+    """Translate one key with the table (original->HF if ``forward``); None if no entry fits."""
+    for orig, hf in table:
+        src, dst = (orig, hf) if forward else (hf, orig)
+        m = _compile(src).match(key)
+        if m:
+            g = m.groupdict()
+            return dst.replace("{i}", g.get("i") or "").replace("{p}", g.get("p") or "")
+    return None
+
+
+def original_to_hf_keys(sd: dict, conv_norm: str) -> tuple[dict, list[str]]:
+    """Original unilm state dict -> HF names; also returns the keys no table entry fits."""
+    table = _key_table(conv_norm)
+    out, unknown = {}, []
+    for k, v in sd.items():
+        new = _rename(k, table, forward=True)
+        if new is None:
+            unknown.append(k)
+        else:
+            out[new] = v
+    return out, unknown
+
+
+def hf_to_original_keys(sd: dict, conv_norm: str) -> dict:
+    """HF state dict -> original unilm names (old weight-norm spelling, as the real file)."""
+    table = _key_table(conv_norm)
+    out = {}
+    for k, v in legacy_weight_norm_keys(sd).items():
+        new = _rename(k, table, forward=False)
+        if new is None:
+            raise ValueError(f"no original-format name for HF key {k}")
+        out[new] = v
+    return out
+
+
+def parse_conv_layers(spec: str) -> list[tuple[int, int, int]]:
+    """Evaluate unilm's ``conv_feature_layers`` string, e.g.
+    ``"[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"``, without ``eval``: only
+    list/tuple literals of ints, ``+`` and ``*`` are allowed."""
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [ev(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            a, b = ev(node.left), ev(node.right)
+            return a + b if isinstance(node.op, ast.Add) else a * b
+        raise ValueError(f"unsupported expression in conv_feature_layers: {ast.dump(node)[:80]}")
+
+    layers = ev(ast.parse(spec, mode="eval"))
+    if not isinstance(layers, list) or not all(isinstance(t, tuple) and len(t) == 3 for t in layers):
+        raise ValueError(f"conv_feature_layers must be a list of (dim, kernel, stride): {spec!r}")
+    return [tuple(int(x) for x in t) for t in layers]
+
+
+def hf_config_from_original(cfg: dict, source: str = "checkpoint"):
+    """Build a ``WavLMConfig`` from an original unilm ``cfg`` dict (defaults as unilm's WavLMConfig)."""
+    from transformers import WavLMConfig
+
+    get = cfg.get
+    if not (get("relative_position_embedding", False) and get("gru_rel_pos", False)):
+        # transformers' WavLM always uses gated relative position bias
+        raise EncoderLoadError(
+            f"{source}: cfg has relative_position_embedding={get('relative_position_embedding')}, "
+            f"gru_rel_pos={get('gru_rel_pos')}; only WavLM with gated relative position bias is supported"
+        )
+    mode = get("extractor_mode", "default")
+    if mode not in ("default", "layer_norm"):
+        raise EncoderLoadError(f"{source}: unsupported extractor_mode {mode!r}")
+    if get("activation_fn", "gelu") == "glu":
+        raise EncoderLoadError(f"{source}: activation_fn 'glu' is not supported by transformers' WavLM")
+    try:
+        conv = parse_conv_layers(get("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"))
+    except (ValueError, SyntaxError) as e:
+        raise EncoderLoadError(f"{source}: bad cfg['conv_feature_layers']: {e}") from e
+    return WavLMConfig(
+        hidden_size=int(get("encoder_embed_dim", 768)),
+        num_hidden_layers=int(get("encoder_layers", 12)),
+        num_attention_heads=int(get("encoder_attention_heads", 12)),
+        intermediate_size=int(get("encoder_ffn_embed_dim", 3072)),
+        hidden_act=get("activation_fn", "gelu"),
+        conv_dim=[c[0] for c in conv],
+        conv_kernel=[c[1] for c in conv],
+        conv_stride=[c[2] for c in conv],
+        conv_bias=bool(get("conv_bias", False)),
+        feat_extract_norm="group" if mode == "default" else "layer",
+        do_stable_layer_norm=bool(get("layer_norm_first", False)),
+        num_conv_pos_embeddings=int(get("conv_pos", 128)),
+        num_conv_pos_embedding_groups=int(get("conv_pos_groups", 16)),
+        num_buckets=int(get("num_buckets", 320)),
+        max_bucket_distance=int(get("max_distance", 1280)),
+        layer_norm_eps=1e-5,
+        mask_time_prob=0.05,  # > 0 so the model keeps masked_spec_embed (the file's mask_emb)
+    )
+
+
+def original_cfg_from_hf(config, normalize: bool = False) -> dict:
+    """Inverse of :func:`hf_config_from_original`: a unilm-style ``cfg`` dict."""
+    layers = " + ".join(f"[({d},{k},{s})]" for d, k, s in zip(config.conv_dim, config.conv_kernel, config.conv_stride))
+    return {
+        "extractor_mode": "default" if config.feat_extract_norm == "group" else "layer_norm",
+        "encoder_layers": config.num_hidden_layers,
+        "encoder_embed_dim": config.hidden_size,
+        "encoder_ffn_embed_dim": config.intermediate_size,
+        "encoder_attention_heads": config.num_attention_heads,
+        "activation_fn": config.hidden_act,
+        "layer_norm_first": config.do_stable_layer_norm,
+        "conv_feature_layers": layers,
+        "conv_bias": config.conv_bias,
+        "feature_grad_mult": 0.1,
+        "normalize": normalize,
+        "dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0,
+        "encoder_layerdrop": 0.05, "dropout_input": 0.1, "dropout_features": 0.1,
+        "mask_length": 10, "mask_prob": 0.8, "mask_selection": "static", "mask_other": 0.0,
+        "no_mask_overlap": False, "mask_min_space": 1,
+        "mask_channel_length": 10, "mask_channel_prob": 0.0, "mask_channel_selection": "static",
+        "mask_channel_other": 0.0, "no_mask_channel_overlap": False, "mask_channel_min_space": 1,
+        "conv_pos": config.num_conv_pos_embeddings,
+        "conv_pos_groups": config.num_conv_pos_embedding_groups,
+        "relative_position_embedding": True,
+        "num_buckets": config.num_buckets,
+        "max_distance": config.max_bucket_distance,
+        "gru_rel_pos": True,
+    }
+
+
+def _check_original_keys(model, sd: dict, conv_norm: str, source: str) -> None:
+    """Strict key check in the original file's own names, so errors name keys the user can find."""
+    expected = hf_to_original_keys({k: v for k, v in model.state_dict().items()}, conv_norm)
+    expected = {k: tuple(v.shape) for k, v in expected.items()}
+    if "post_extract_proj.weight" not in sd and model.config.conv_dim[-1] == model.config.hidden_size:
+        # unilm omits the projection when conv and model widths agree (identity, filled later)
+        expected.pop("post_extract_proj.weight", None)
+        expected.pop("post_extract_proj.bias", None)
+    got = {_legacy_name(k): tuple(v.shape) for k, v in sd.items()}  # one weight-norm spelling
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    bad = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys [{', '.join(missing[:6])}]")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys [{', '.join(unexpected[:6])}]")
+        if bad:
+            parts.append("shape mismatches [" + ", ".join(f"{k}: file {got[k]} vs model {expected[k]}" for k in bad[:4]) + "]")
+        raise EncoderLoadError(f"{source}: weights do not match the WavLM architecture of its cfg: " + "; ".join(parts))
+
+
+# ----------------------------------------------------------------------------------
+# loading
+# ----------------------------------------------------------------------------------
+def _build(config):
+    import torch
+    from transformers import WavLMModel
+
+    with torch.random.fork_rng(devices=[]):  # construction draws random init; leave caller's RNG alone
+        model = WavLMModel(config)
+    return model
+
+
+def _load_hf_dir(path: Path):
+    """-> (model, weights file, declared normalisation)."""
+    from transformers import WavLMConfig
+
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise EncoderLoadError(f"{path}: no config.json (expected an HF WavLM directory)")
+    try:
+        raw = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise EncoderLoadError(f"{cfg_file}: not valid JSON ({e})") from e
+    if raw.get("model_type") != "wavlm":
+        raise EncoderLoadError(f"{cfg_file}: model_type is {raw.get('model_type')!r}, not 'wavlm'")
+    config = WavLMConfig.from_dict(raw)
+    wfile = next((path / n for n in HF_WEIGHT_FILES if (path / n).is_file()), None)
+    if wfile is None:
+        raise EncoderLoadError(f"{path}: none of {', '.join(HF_WEIGHT_FILES)} found")
+    sd = load_checkpoint(wfile)
+    if not isinstance(sd, dict):
+        raise EncoderLoadError(f"{wfile}: not a state dict")
+    if any(k.startswith("wavlm.") for k in sd):
+        # saved from a WavLMFor* model: the encoder lives under "wavlm.", task heads are not ours
+        sd = {k[len("wavlm."):]: v for k, v in sd.items() if k.startswith("wavlm.")}
+    model = _build(config)
+    own = model.state_dict()
+    sd = align_weight_norm_keys(sd, own)
+    if "masked_spec_embed" in sd and "masked_spec_embed" not in own:
+        sd.pop("masked_spec_embed")  # training-only mask vector; config has masking off
+    strict_load(model, sd, str(wfile))
+    normalize = False
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():
+        normalize = bool(json.loads(pre.read_text()).get("do_normalize", False))
+    return model, wfile, normalize
+
+
+def _load_original(path: Path):
+    import torch
+
+    ckpt = load_checkpoint(path)
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("cfg"), dict) and isinstance(ckpt.get("model"), dict)):
+        keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise EncoderLoadError(
+            f"{path}: not an original WavLM checkpoint (expected {{'cfg': dict, 'model': state_dict}}, got {keys})"
+        )
+    config = hf_config_from_original(ckpt["cfg"], str(path))
+    sd = ckpt["model"]
+    model = _build(config)
+    _check_original_keys(model, sd, config.feat_extract_norm, str(path))
+    hf_sd, unknown = original_to_hf_keys(sd, config.feat_extract_norm)
+    assert not unknown, unknown  # _check_original_keys already refused these
+    if "feature_projection.projection.weight" not in hf_sd:
+        d = config.hidden_size
+        hf_sd["feature_projection.projection.weight"] = torch.eye(d)
+        hf_sd["feature_projection.projection.bias"] = torch.zeros(d)
+    strict_load(model, align_weight_norm_keys(hf_sd, model.state_dict()), str(path))
+    return model, path, bool(ckpt["cfg"].get("normalize", False))
+
+
+def conv_geometry(kernels, strides) -> tuple[int, int]:
+    """(hop, receptive field) in samples of a stack of unpadded 1-D convolutions."""
+    hop, rf = 1, 1
+    for k, s in zip(reversed(list(kernels)), reversed(list(strides))):
+        rf = (rf - 1) * s + k
+    for s in strides:
+        hop *= s
+    return hop, rf
+
+
+class WavLMEncoder(FrameEncoder):
+    """Frozen WavLM; last hidden state at 50 Hz."""
+
+    name = "wavlm"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model, *, device: str, weights, normalize: bool, max_chunk_frames: int, dtype: str, source_format: str):
+        self.model = model
+        self.kernels = list(model.config.conv_kernel)
+        self.strides = list(model.config.conv_stride)
+        self.hop, self.receptive_field = conv_geometry(self.kernels, self.strides)
+        self.max_chunk_frames = int(max_chunk_frames)
+        self.normalize = bool(normalize)
+        self.dtype = dtype
+        self.dim = int(model.config.hidden_size)
+        self.frame_rate = SAMPLE_RATE / self.hop
+        config: dict[str, Any] = {
+            "arch": {k: getattr(model.config, k) for k in ARCH_FIELDS},
+            "source_format": source_format,
+            "output": "last_hidden_state",
+            "normalize_input": self.normalize,
+            "dtype": dtype,
+            "chunking": {
+                "policy": "tiled_chunks",
+                "max_frames": self.max_chunk_frames,
+                "hop": self.hop,
+                "context": self.receptive_field - self.hop,
+            },
+        }
+        super().__init__(device=device, weights=weights, config=config)
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights,
+        device: str | None = "cpu",
+        *,
+        normalize: bool | None = None,
+        max_chunk_frames: int = MAX_CHUNK_FRAMES,
+        dtype: str = "float32",
+        **options,
+    ) -> "WavLMEncoder":
+        """Load from an HF directory (or a weights file inside one) or an original unilm ``.pt``.
+
+        ``normalize=None`` follows the checkpoint (HF ``preprocessor_config.json``
+        ``do_normalize``; original ``cfg['normalize']``; Base+ says False).
+        ``dtype="float16"`` runs under CUDA autocast.
+        """
+        if options:
+            raise TypeError(f"wavlm: unknown options {sorted(options)}")
+        if weights is None:
+            raise EncoderLoadError("wavlm: weights are required (an HF WavLM directory or the original WavLM .pt)")
+        if not 1 <= int(max_chunk_frames) <= MAX_CHUNK_FRAMES:
+            raise ValueError(f"wavlm: max_chunk_frames must be in 1..{MAX_CHUNK_FRAMES} (chunks ≤ 30 s)")
+        device = device or "cpu"
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"wavlm: dtype must be 'float32' or 'float16', got {dtype!r}")
+        if dtype == "float16" and not str(device).startswith("cuda"):
+            raise ValueError("wavlm: dtype='float16' needs a CUDA device")
+        path = Path(weights)
+        if path.is_file() and path.name in HF_WEIGHT_FILES and (path.parent / "config.json").is_file():
+            path = path.parent
+        if path.is_dir():
+            model, wfile, declared = _load_hf_dir(path)
+            fmt = "hf"
+        elif path.is_file():
+            model, wfile, declared = _load_original(path)
+            fmt = "original"
+        else:
+            raise EncoderLoadError(f"{path}: weights not found")
+        model.eval().requires_grad_(False).to(device)
+        return cls(
+            model, device=device, weights=wfile, normalize=declared if normalize is None else normalize,
+            max_chunk_frames=max_chunk_frames, dtype=dtype, source_format=fmt,
+        )
+
+    # -- geometry -------------------------------------------------------------------
+    def expected_frames(self, n_samples: int) -> int:
+        n = int(n_samples)
+        for k, s in zip(self.kernels, self.strides):
+            if n < k:
+                return 0
+            n = (n - k) // s + 1
+        return n
+
+    def min_samples(self) -> int:
+        return self.receptive_field
+
+    # -- the three steps ------------------------------------------------------------
+    def split(self, wave: np.ndarray) -> list[np.ndarray]:
+        if len(wave) < self.min_samples():
+            raise ValueError(
+                f"wavlm: clip of {len(wave)} samples is shorter than the {self.min_samples()} samples "
+                f"({self.min_samples() / SAMPLE_RATE * 1000:.0f} ms) one frame needs"
+            )
+        return tiled_chunks(wave, hop=self.hop, context=self.receptive_field - self.hop, max_frames=self.max_chunk_frames)
+
+    def forward_batch(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"wavlm: forward_batch takes (B, samples), got shape {x.shape}")
+        if x.shape[1] < self.min_samples():
+            raise ValueError(f"wavlm: inputs of {x.shape[1]} samples are shorter than {self.min_samples()}")
+        if x.shape[1] > self.max_chunk_frames * self.hop + self.receptive_field - self.hop:
+            raise ValueError(f"wavlm: input of {x.shape[1]} samples is longer than one chunk; use split()")
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        if self.normalize:  # as Wav2Vec2FeatureExtractor(do_normalize=True), per item
+            t = (t - t.mean(1, keepdim=True)) / torch.sqrt(t.var(1, unbiased=False, keepdim=True) + 1e-7)
+        with torch.inference_mode():
+            if self.dtype == "float16":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    out = self.model(t).last_hidden_state
+            else:
+                out = self.model(t).last_hidden_state
+        return out.float().cpu().numpy()
+
+    def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
+        frames = super().join(outputs, wave)
+        want = self.expected_frames(len(wave))
+        if frames.shape[0] != want:
+            raise RuntimeError(f"wavlm: chunks gave {frames.shape[0]} frames, a full pass gives {want}")
+        return frames
+
+
+# ----------------------------------------------------------------------------------
+# random checkpoints for tests and demos
+# ----------------------------------------------------------------------------------
+def random_state(model, seed: int) -> dict:
+    """The model's state dict with every float tensor redrawn (norm gains near 1, small
+    biases), so that any key mix-up changes the outputs."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in model.state_dict().items():
+        if not v.is_floating_point():
+            out[k] = v.clone()
+            continue
+        noise = torch.randn(v.shape, generator=g)
+        if k.endswith("original0") or k.endswith("weight_g"):  # weight-norm gains: keep positive
+            out[k] = (v.abs() * (1 + 0.1 * noise.abs())).contiguous()
+        elif "norm" in k and k.endswith("weight") or k.endswith("gru_rel_pos_const"):
+            out[k] = (1 + 0.1 * noise).contiguous()
+        elif k.endswith("bias"):
+            out[k] = (0.05 * noise).contiguous()
+        else:
+            out[k] = (v + 0.02 * noise * (v.std() if v.numel() > 1 else 1)).contiguous()
+    return out
+
+
+def write_random_checkpoint(out_dir, size: str = "tiny", fmt: str = "hf", seed: int = 0) -> Path:
+    """Write a randomly initialised WavLM in a real format; returns what ``from_weights`` takes.
+
+    ``size``: "tiny" (hidden 32, 2 layers, 16-channel conv front end with Base+ kernels
+    and strides) or "full" (Base+).  ``fmt``: "hf" (config.json + pytorch_model.bin with
+    2021-style weight_g/weight_v names), "hf-safetensors" (config.json +
+    model.safetensors, current names) or "original" (unilm ``{'cfg', 'model'}`` .pt).
+    """
+    import torch
+    from transformers import WavLMConfig
+
+    if size not in ("tiny", "full"):
+        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
+    if fmt not in ("hf", "hf-safetensors", "original"):
+        raise ValueError(f"fmt must be 'hf', 'hf-safetensors' or 'original', got {fmt!r}")
+    config = WavLMConfig(**(TINY if size == "tiny" else BASE_PLUS))
+    model = _build(config)
+    sd = random_state(model, seed)
+    if config.conv_dim[-1] == config.hidden_size:
+        # unilm has no projection when widths agree: make it the identity it stands for
+        sd["feature_projection.projection.weight"] = torch.eye(config.hidden_size)
+        sd["feature_projection.projection.bias"] = torch.zeros(config.hidden_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "original":
+        f = out / ("WavLM-Base+.pt" if size == "full" else "WavLM-tiny.pt")
+        orig = hf_to_original_keys(sd, config.feat_extract_norm)
+        if config.conv_dim[-1] == config.hidden_size:
+            del orig["post_extract_proj.weight"], orig["post_extract_proj.bias"]
+        torch.save({"cfg": original_cfg_from_hf(config), "model": orig}, f)
+        return f
+    config.architectures = ["WavLMModel"]
+    config.to_json_file(str(out / "config.json"))
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": False, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
+        "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": SAMPLE_RATE,
+    }, indent=2))
+    if fmt == "hf":
+        torch.save(legacy_weight_norm_keys(sd), out / "pytorch_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
