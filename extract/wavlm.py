@@ -354,7 +354,8 @@ def _load_original(path: Path):
     model = _build(config)
     _check_original_keys(model, sd, config.feat_extract_norm, str(path))
     hf_sd, unknown = original_to_hf_keys(sd, config.feat_extract_norm)
-    assert not unknown, unknown  # _check_original_keys already refused these
+    if unknown:  # cannot happen after _check_original_keys; never drop weights silently
+        raise EncoderLoadError(f"{path}: keys without an HF counterpart: {', '.join(unknown[:6])}")
     if "feature_projection.projection.weight" not in hf_sd:
         d = config.hidden_size
         hf_sd["feature_projection.projection.weight"] = torch.eye(d)

@@ -15,12 +15,15 @@ Content (all synthesised with vectorised numpy/scipy):
 * sound-like - event streams: broadband impacts, band-pass noise swells, tonal chirps.
 
 Each clip has 1-4 sources and a log-uniform length in ``durations`` (default 2-20 s,
-about 30 % of clips >= 10 s).  Every clean clip carries energy up to the Nyquist frequency,
-so band-limiting is audible.  A clip then gets one degradation (or none) of a known
-severity level 1-5 (severity 0.2 ... 1.0): additive noise (SNR 30/20/12/6/0 dB), hard
-clipping (drive 6-30 dB), band-limiting (low-pass at 0.60 ... 0.08 x Nyquist),
-coarse quantisation (10/8/6/4/3 bits), naive resampling (decimation by 2-8 without an
-anti-alias filter, then sample-and-hold: aliasing and imaging).
+about 30 % of clips >= 10 s).  The clean mix is "mastered": its long-term spectrum is
+pulled towards a common pink-ish balance, so every clean clip carries energy up to the
+Nyquist frequency (band-limiting is audible) and a degradation's spectral signature stands
+out from the content's.  A clip then gets one degradation (or none) of a known severity
+level 1-5 (severity 0.2 ... 1.0), see :data:`DEGRADATIONS`: additive white noise (SNR
+24/18/12/6/0 dB), hard clipping (drive 9-30 dB), band-limiting (8th-order Butterworth
+low-pass at 0.50 ... 0.08 x Nyquist), coarse quantisation (8/6/5/4/3 bits re the peak),
+naive resampling (decimation by 2-8 without an anti-alias filter, then sample-and-hold:
+aliasing and imaging).
 
 A "system" is a generator setting: domain, timbre (brightness, talker formants),
 number-of-sources mix, degradation mix and a small quality bias of its own.  Train and
@@ -47,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from scipy import fft as sp_fft
 from scipy import signal
 
 __all__ = [
@@ -68,10 +72,10 @@ MANIFEST_COLUMNS = ("clip_id", "path", "system", "domain", "split", *AXES)
 SEVERITY_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)
 #: Degradation -> (parameter name, parameter value per level 1-5, perceptual weight).
 DEGRADATIONS: dict[str, tuple[str, tuple[float, ...], float]] = {
-    "noise": ("snr_db", (30.0, 20.0, 12.0, 6.0, 0.0), 1.0),
-    "clipping": ("drive_db", (6.0, 12.0, 18.0, 24.0, 30.0), 0.9),
-    "bandlimit": ("cutoff_x_nyquist", (0.60, 0.40, 0.25, 0.15, 0.08), 0.8),
-    "quantise": ("bits", (10.0, 8.0, 6.0, 4.0, 3.0), 0.95),
+    "noise": ("snr_db", (20.0, 15.0, 10.0, 5.0, 0.0), 1.0),
+    "clipping": ("drive_db", (12.0, 16.0, 20.0, 25.0, 30.0), 0.9),
+    "bandlimit": ("cutoff_x_nyquist", (0.40, 0.30, 0.20, 0.13, 0.08), 0.8),
+    "quantise": ("bits", (7.0, 6.0, 5.0, 4.0, 3.0), 0.95),
     "resample": ("decimation", (2.0, 3.0, 4.0, 6.0, 8.0), 0.85),
 }
 _KINDS = ("none", *DEGRADATIONS)
@@ -265,7 +269,9 @@ def _music_sources(rng: np.random.Generator, n: int, sr: int, n_src: int, c: dic
         octave = 12 * rng.integers(octaves[0], octaves[1] + 1, size)
         return root + octave + np.where(on_scale, steps[rng.integers(0, steps.size, size)], rng.integers(0, 12, size))
 
-    def voice(midi: np.ndarray, onsets: np.ndarray, attack: float, tau: float, gate: np.ndarray | None = None) -> np.ndarray:
+    def voice(
+        midi: np.ndarray, onsets: np.ndarray, attack: float, tau: float, gate: np.ndarray | None = None
+    ) -> np.ndarray:
         env, idx, _ = _onset_env(t, onsets, attack, tau)
         if gate is not None:
             env *= gate[idx]
@@ -310,12 +316,16 @@ def _sound_source(rng: np.random.Generator, n: int, sr: int, c: dict[str, float]
     elif kind == "swell":
         env, _, _ = _onset_env(t, onsets, 0.08, rng.uniform(0.2, 0.8, onsets.size))
         fc = rng.uniform(300.0, 1500.0) * (1 + 3 * harsh)  # harsh sounds sit higher
-        band = [fc / 1.5, min(fc * 1.5, 0.45 * sr)]
+        hi = min(fc * 1.5, 0.45 * sr)
+        band = [min(fc / 1.5, hi / 2.25), hi]
         x = signal.sosfilt(signal.butter(2, band, "bandpass", fs=sr, output="sos"), _noise(rng, n))
     else:
         env, idx, dt = _onset_env(t, onsets, 0.005, rng.uniform(0.05, 0.25, onsets.size))
-        f_start = rng.uniform(800.0, min(3000.0, 0.2 * sr), onsets.size).astype(np.float32)[idx]
-        cyc = f_start * (dt + np.float32(2.5 * rng.uniform(-0.5, 1.0)) * dt * dt)
+        f_start = rng.uniform(min(800.0, 0.05 * sr), min(2000.0, 0.12 * sr), onsets.size).astype(np.float32)[idx]
+        # Linear sweep for 0.3 s, then steady: the frequency stays within 0.7-1.6 x f_start,
+        # so the 2nd harmonic stays below Nyquist (no aliasing in clean clips).
+        sweep, d0 = np.float32(rng.uniform(-0.5, 1.0)), np.minimum(dt, np.float32(0.3))
+        cyc = f_start * (dt + sweep * d0 * (2 * dt - d0))
         x = np.sin(np.float32(2 * np.pi) * cyc) + np.float32(0.3) * np.sin(np.float32(4 * np.pi) * cyc)
     x = (x / _rms(x)).astype(np.float32) * env
     if harsh > 0.5:  # roughness: fast amplitude modulation
@@ -324,14 +334,42 @@ def _sound_source(rng: np.random.Generator, n: int, sr: int, c: dict[str, float]
     return x + np.float32(0.05) * env * _noise(rng, n)
 
 
+def _master(x: np.ndarray, sr: int, amount: float = 0.85, max_boost_db: float = 20.0) -> np.ndarray:
+    """Pull the clip's long-term spectrum towards a common pink-ish target (-3 dB/octave above
+    500 Hz), by ``amount`` (in dB) - like mastering.  Clean clips then share a spectral
+    balance, so a degradation's spectral signature stands out from the content's."""
+    n = x.size
+    n_fft = sp_fft.next_fast_len(n, real=True)  # awkward lengths make the FFT 10x slower
+    spec = sp_fft.rfft(x.astype(np.float64), n_fft)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    # Sixth-octave bands from 50 Hz to Nyquist: measured vs target mean power.
+    edges = 50.0 * 2.0 ** (np.arange(0, 64) / 6.0)
+    edges = edges[edges < sr / 2]
+    band = np.clip(np.searchsorted(edges, freqs) - 1, 0, edges.size - 2)
+    power = np.bincount(band, weights=np.abs(spec) ** 2, minlength=edges.size - 1)
+    count = np.bincount(band, minlength=edges.size - 1)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    measured = power / np.maximum(count, 1) + 1e-20
+    target = 1.0 / (1.0 + centres / 500.0)
+    gain_db = amount * 10.0 * np.log10(target / measured)
+    # Relative to the median band; cap the boost so empty bands are not blown up into noise.
+    gain_db = np.minimum(gain_db - np.median(gain_db), max_boost_db)
+    gain = 10.0 ** (np.interp(np.log(np.maximum(freqs, 1.0)), np.log(centres), gain_db) / 20.0)
+    return sp_fft.irfft(spec * gain, n_fft)[:n].astype(np.float32)
+
+
 # --------------------------------------------------------------------------- degradations
 
 
 def degrade(x: np.ndarray, sr: int, kind: str, level: int, rng: np.random.Generator) -> np.ndarray:
     """Apply degradation ``kind`` at ``level`` (1-5; ignored for "none") to a clean clip."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown degradation {kind!r}; expected one of {_KINDS}")
     x = np.asarray(x, dtype=np.float64)
     if kind == "none":
         return x.copy()
+    if not 1 <= level <= len(SEVERITY_LEVELS):
+        raise ValueError(f"degradation level must be 1-{len(SEVERITY_LEVELS)}, got {level}")
     value = DEGRADATIONS[kind][1][level - 1]
     peak = float(np.max(np.abs(x))) + 1e-12
     if kind == "noise":
@@ -346,11 +384,8 @@ def degrade(x: np.ndarray, sr: int, kind: str, level: int, rng: np.random.Genera
     if kind == "quantise":
         steps = 2.0 ** (value - 1)
         return np.round(x / peak * steps) / steps * peak
-    if kind == "resample":
-        k = int(value)
-        held = np.repeat(x[::k], k)[: x.size]  # no anti-alias filter: aliasing + imaging
-        return held
-    raise ValueError(f"unknown degradation {kind!r}")
+    k = int(value)  # "resample": no anti-alias filter (aliasing), sample-and-hold (imaging)
+    return np.repeat(x[::k], k)[: x.size]
 
 
 # --------------------------------------------------------------------------- labels
@@ -398,7 +433,7 @@ def _make_clip(
         srcs = [_sound_source(rng, n, sr, c) for _ in range(n_src)]
     gains = 10.0 ** (rng.uniform(-6.0, 0.0, n_src) / 20.0)
     gains[0] = 1.0
-    clean = sum(g * s / _rms(s) for g, s in zip(gains, srcs))
+    clean = _master(sum(g * s / _rms(s) for g, s in zip(gains, srcs)), sr)
     clean *= 10.0 ** (rng.uniform(-28.0, -18.0) / 20.0) / _rms(clean)
     clean *= min(1.0, 0.9 / (float(np.max(np.abs(clean))) + 1e-12))
 
@@ -454,12 +489,11 @@ voices, chords, bass, drums on a tempo grid), sound-like (impacts, noise swells,
 Factors (factors.csv)
   n_sources           1-4 simultaneous sources (talkers / instruments / event streams)
   degradation, level  one of none, noise, clipping, bandlimit, quantise, resample; level 1-5
-  severity            level/5; param_value is the degradation's setting:
-                        noise snr_db 30/20/12/6/0, clipping drive_db 6/12/18/24/30,
-                        bandlimit cutoff 0.60/0.40/0.25/0.15/0.08 x Nyquist,
-                        quantise bits 10/8/6/4/3, resample decimation 2/3/4/6/8 (no anti-alias)
-  effective_severity  severity x perceptual weight (noise 1.0, clipping 0.9, bandlimit 0.8,
-                        quantise 0.95, resample 0.85)
+  severity            level/5; param_name/param_value is the degradation's setting per level 1-5:
+{degradation_table}
+                        (resample = decimation without anti-alias filter, then sample-and-hold)
+  effective_severity  severity x perceptual weight:
+                        {weights}
   pleasantness        0-1: consonant notes/chords, smooth voices, low-pitched gentle events
   tonality            0-1: harmonic vs noisy content
   clarity             (1 - 0.8 effective_severity) x (1 - 0.15 (n_sources - 1))
@@ -549,6 +583,11 @@ def make_demo_corpus(
     (out / "README.txt").write_text(
         _README.format(
             seed=seed, sr=sample_rate, n_train=n_train, n_dev=n_dev, n_pam=n_pam, dmin=lo, dmax=hi,
+            degradation_table="\n".join(
+                f"                        {k:<9} {name} {'/'.join(f'{v:g}' for v in values)}"
+                for k, (name, values, _) in DEGRADATIONS.items()
+            ),
+            weights=", ".join(f"{k} {w:g}" for k, (_, _, w) in DEGRADATIONS.items()),
             train_systems=", ".join(s.name for s in TRAIN_SYSTEMS),
             pam_systems=", ".join(s.name for s in PAM_SYSTEMS),
         ),

@@ -1,0 +1,513 @@
+"""A self-contained HTML report of a sweep and its ensembles (``mmmos report RUN_DIR``).
+
+Contents: the paper's Table III layout (every configuration, from ``<run>/summary.parquet``), the
+Table IV layout (ensemble strategies, from ``<run>/ensembles/``; computed first when absent),
+predicted-vs-true scatter plots of the chosen ensemble per axis, the model-selection picture
+(each configuration's ranking metric on Dev vs PAM dev) and a per-domain (speech/music/sound)
+SRCC breakdown. Figures are PNG (matplotlib, Agg), embedded in the HTML as base64 and also saved
+next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+AXES: tuple[str, ...] = ("PQ", "PC", "CE", "CU")
+AXIS_NAMES = {"PQ": "Production Quality", "PC": "Production Complexity", "CE": "Content Enjoyment",
+              "CU": "Content Usefulness", "composite": "composite (mean of the 4 axes)"}
+DOMAINS: tuple[str, ...] = ("speech", "music", "sound")
+DPI = 100
+SCATTER_SIZE = (9.0, 8.5)  # inches; 2 x 2 panels
+SELECTION_SIZE = (11.0, 7.5)
+DOMAIN_PANEL_SIZE = (5.5, 4.8)  # per labelled set, side by side
+TABLE_METRICS = ("MSE", "LCC", "SRCC", "KTAU")
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ReportInputs:
+    run: Path
+    summary: pl.DataFrame
+    table_iv: pl.DataFrame
+    members: dict  # members.json of the ensembles
+    strategy: str  # the ensemble shown in the figures
+    predictions: dict[str, pl.DataFrame]  # set -> chosen ensemble's predictions
+    truth: dict[str, pl.DataFrame]  # set -> labels
+
+
+def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> ReportInputs:
+    import select_ensemble
+    import sweep as sweep_mod
+    from mmmos.scoring import read_truth
+
+    if not (run / "configs").is_dir():
+        raise FileNotFoundError(f"{run}: not a sweep directory (no configs/ folder)")
+    summ_file = run / "summary.parquet"
+    summary = pl.read_parquet(summ_file) if summ_file.is_file() else sweep_mod.write_summary(run)
+    if summary is None:
+        raise FileNotFoundError(f"{run}: no finished configurations to report on")
+    ens = Path(ensembles) if ensembles else select_ensemble.default_out(run)
+    if not (ens / "members.json").is_file():
+        if ensembles:
+            raise FileNotFoundError(f"{ens}: no members.json (run `mmmos ensemble {run} --out {ens}` first)")
+        select_ensemble.run_ensembles(run, out=ens)
+    members = json.loads((ens / "members.json").read_text())
+    table_iv = pl.read_parquet(ens / "table_iv.parquet")
+    available = [s for s, m in members["strategies"].items() if "members" in m]
+    if strategy is None:
+        if not available:
+            raise ValueError(f"{ens}: no strategy was available; nothing to plot")
+        strategy = "submitted" if "submitted" in available else available[0]
+    elif strategy not in available:
+        raise ValueError(f"strategy {strategy!r} is not among the evaluated, available ones: {', '.join(available)}")
+    preds, truth = {}, {}
+    for s in members["sets"]:
+        f = ens / "predictions" / strategy / f"{s}.parquet"
+        if f.is_file():
+            preds[s] = pl.read_parquet(f)
+        if s in members.get("truth", {}):
+            truth[s] = read_truth(members["truth"][s])
+    return ReportInputs(run, summary, table_iv, members, strategy, preds, truth)
+
+
+def _joined(pred: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Predictions next to labels (``p_PQ``.., ``t_PQ``.., composite), only clips with all four labels."""
+    t = truth.select("clip_id", *[pl.col(a).alias(f"t_{a}") for a in AXES])
+    j = pred.join(t, on="clip_id", how="inner").filter(
+        pl.all_horizontal([pl.col(f"t_{a}").is_not_null() & pl.col(f"t_{a}").is_not_nan() for a in AXES]))
+    return j.with_columns(
+        (sum(pl.col(a) for a in AXES) / 4).alias("composite"),
+        (sum(pl.col(f"t_{a}") for a in AXES) / 4).alias("t_composite"),
+    )
+
+
+def _srcc(p: np.ndarray, y: np.ndarray) -> float:
+    from mmmos.metrics import UndefinedMetricWarning, srcc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return srcc(p, y) if len(p) else math.nan
+
+
+def domain_table(inputs: ReportInputs) -> pl.DataFrame:
+    """Utterance-level SRCC of the chosen ensemble per set, domain and axis (+ composite)."""
+    rows = []
+    for s, pred in inputs.predictions.items():
+        if s not in inputs.truth:
+            continue
+        j = _joined(pred, inputs.truth[s])
+        doms = [d for d in DOMAINS if d in set(j["domain"].drop_nulls().to_list())]
+        doms += sorted(set(j["domain"].drop_nulls().to_list()) - set(DOMAINS))
+        if j["domain"].null_count():
+            doms.append(None)
+        for d in doms:
+            part = j.filter(pl.col("domain").is_null() if d is None else pl.col("domain") == d)
+            row = {"set": s, "domain": d or "unknown", "n": part.height}
+            for a in (*AXES, "composite"):
+                row[a] = _srcc(part[a].to_numpy(), part[f"t_{a}"].to_numpy())
+            rows.append(row)
+    schema = {"set": pl.String, "domain": pl.String, "n": pl.Int64, **{a: pl.Float64 for a in (*AXES, "composite")}}
+    return pl.DataFrame(rows, schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+DOMAIN_COLOURS = {"speech": "#1f77b4", "music": "#d62728", "sound": "#2ca02c", "unknown": "#7f7f7f"}
+
+
+def scatter_figure(pred: pl.DataFrame, truth: pl.DataFrame, title: str):
+    """2 x 2 panels, predicted vs true per axis on the 0-10 scale, coloured by domain."""
+    plt = _plt()
+    j = _joined(pred, truth)
+    fig, axs = plt.subplots(2, 2, figsize=SCATTER_SIZE, dpi=DPI, layout="constrained")
+    doms = j["domain"].fill_null("unknown").to_numpy()
+    present = [d for d in (*DOMAINS, "unknown") if d in set(doms)] + sorted(set(doms) - set(DOMAINS) - {"unknown"})
+    for ax, a in zip(axs.flat, AXES):
+        p, y = j[a].to_numpy(), j[f"t_{a}"].to_numpy()
+        ax.plot([0, 10], [0, 10], color="0.4", lw=1, ls="--", label="identity (y = x)", zorder=1)
+        for d in present:
+            m = doms == d
+            ax.scatter(y[m], p[m], s=12, alpha=0.6, color=DOMAIN_COLOURS.get(d, None), label=f"{d} ({int(m.sum())})",
+                       edgecolors="none", zorder=2)
+        ax.set_xlim(0, 10)
+        ax.set_ylim(0, 10)
+        ax.set_aspect("equal")
+        ax.set_xticks(range(0, 11, 2))
+        ax.set_yticks(range(0, 11, 2))
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("true score (0–10)")
+        ax.set_ylabel("predicted score (0–10)")
+        ax.set_title(f"{a} — {AXIS_NAMES[a]}\nSRCC {_srcc(p, y):.3f}, n = {len(p)}", fontsize=11)
+    axs[0, 0].legend(loc="upper left", fontsize=8, framealpha=0.9)
+    fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> None:
+    """Label points without overlap: try offsets on growing rings, keep the first free spot.
+
+    Free = inside the axes, not over another label or another point's marker. With no free spot the
+    least-overlapping candidate is used. Far labels get a thin leader line.
+    """
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    fig.set_layout_engine("none")  # freeze the layout: labels are placed in display coordinates
+    r = fig.canvas.get_renderer()
+    px = ax.transData.transform(np.c_[xs, ys])
+    pad = 5 * fig.dpi / 72
+    marks = [Bbox.from_extents(x - pad, y - pad, x + pad, y + pad) for x, y in px]
+    frame = ax.get_window_extent(r)
+    angles = [0, 180, 90, 270, 45, 135, 315, 225, 22, 158, 338, 202, 68, 112, 292, 248]
+    rings = [7, 14, 22, 32, 44, 58, 74, 92]
+    placed: list = []
+
+    def overlap(b) -> float:
+        tot = 0.0
+        for o in placed + marks:
+            w = min(b.x1, o.x1) - max(b.x0, o.x0)
+            h = min(b.y1, o.y1) - max(b.y0, o.y0)
+            if w > 0 and h > 0:
+                tot += w * h
+        out = max(0.0, frame.x0 - b.x0) + max(0.0, b.x1 - frame.x1) + max(0.0, frame.y0 - b.y0) + max(0.0, b.y1 - frame.y1)
+        return tot + 1e4 * out
+
+    for i in np.argsort(-np.asarray(ys)):  # top points first: they have the least room above
+        best = None
+        for rad in rings:
+            for ang in angles:
+                dx, dy = rad * math.cos(math.radians(ang)), rad * math.sin(math.radians(ang))
+                ha = "left" if dx > 1 else ("right" if dx < -1 else "center")
+                va = "bottom" if dy > 1 else ("top" if dy < -1 else "center")
+                t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                                fontsize=fontsize, zorder=5)
+                b = t.get_window_extent(r)
+                cost = overlap(b)
+                t.remove()
+                if best is None or cost < best[0]:
+                    best = (cost, dx, dy, ha, va, b)
+                if cost == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, dx, dy, ha, va, b = best
+        far = math.hypot(dx, dy) > 10
+        ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                    fontsize=fontsize, zorder=5,
+                    arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=0, shrinkB=4) if far else None)
+        placed.append(b)
+
+
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
+
+
+def selection_figure(summary: pl.DataFrame, members: dict):
+    """Each configuration's ranking metric on the dev set vs the PAM set, with the top-N cut-offs.
+
+    Markers by encoder set + head, colours by loss; the shaded corner holds the configurations in
+    both top-N lists (the submitted ensemble). Returns None without rankings on both sets.
+    """
+    crit = members["criterion"]
+    dev, pam, top = crit["dev_set"], crit["pam_set"], int(crit["top"])
+    rk = members.get("rankings", {})
+    if dev not in rk or pam not in rk:
+        return None
+    plt = _plt()
+    xd = {c: v for c, v in rk[dev]}
+    yd = {c: v for c, v in rk[pam]}
+    info = {r["config"]: r for r in summary.iter_rows(named=True)}
+    names = [c for c in members["configs"] if xd.get(c) is not None and yd.get(c) is not None]
+    groups = list(dict.fromkeys(f"{info.get(c, {}).get('encoders', '?')} / {info.get(c, {}).get('head', '?')}"
+                                for c in names))
+    losses = list(dict.fromkeys(info.get(c, {}).get("loss", "?") for c in names))
+    cmap = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=SELECTION_SIZE, dpi=DPI, layout="constrained")
+    xs = np.array([xd[c] for c in names])
+    ys = np.array([yd[c] for c in names])
+    span_x = max(xs.max() - xs.min(), 0.02)
+    span_y = max(ys.max() - ys.min(), 0.02)
+    ax.set_xlim(xs.min() - 0.12 * span_x, xs.max() + 0.12 * span_x)
+    ax.set_ylim(ys.min() - 0.12 * span_y, ys.max() + 0.12 * span_y)
+    # the top-N cut-offs: halfway between the N-th and (N+1)-th value of each ranking
+    sub = set(members["strategies"].get("submitted", {}).get("members", []))
+    cuts = {}
+    for key, ranked in (("x", rk[dev]), ("y", rk[pam])):
+        vals = [v for _, v in ranked if v is not None]
+        if len(vals) > top:
+            cuts[key] = (vals[top - 1] + vals[top]) / 2
+    if "x" in cuts:
+        ax.axvline(cuts["x"], color="0.5", ls=":", lw=1)
+        ax.annotate(f"top-{top} on {dev} →", (cuts["x"], 0), xycoords=("data", "axes fraction"),
+                    xytext=(3, 4), textcoords="offset points", fontsize=8, color="0.35")
+    if "y" in cuts:
+        ax.axhline(cuts["y"], color="0.5", ls=":", lw=1)
+        ax.annotate(f"top-{top} on {pam} ↑", (0, cuts["y"]), xycoords=("axes fraction", "data"),
+                    xytext=(4, 3), textcoords="offset points", fontsize=8, color="0.35")
+    if cuts:
+        x0, x1 = ax.get_xlim()
+        y0, y1 = ax.get_ylim()
+        ax.axvspan(cuts.get("x", x0), x1, ymin=(cuts.get("y", y0) - y0) / (y1 - y0), color="#fff2cc", zorder=0,
+                   label=f"in both top-{top} lists (submitted)")
+    for c, x, y in zip(names, xs, ys):
+        g = groups.index(f"{info.get(c, {}).get('encoders', '?')} / {info.get(c, {}).get('head', '?')}")
+        lo = losses.index(info.get(c, {}).get("loss", "?"))
+        ax.scatter([x], [y], marker=_MARKERS[g % len(_MARKERS)], s=55, color=cmap(lo % 10),
+                   edgecolors="black" if c in sub else "none", linewidths=1.0, zorder=3)
+    # legends built from proxies: one for heads (markers), one for losses (colours)
+    from matplotlib.lines import Line2D
+
+    h1 = [Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], ls="", color="0.3", markersize=7, label=g)
+          for i, g in enumerate(groups)]
+    h2 = [Line2D([], [], marker="o", ls="", color=cmap(i % 10), markersize=7, label=lo) for i, lo in enumerate(losses)]
+    h3 = [Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", markersize=7,
+                 label="submitted member")]
+    leg1 = ax.legend(handles=h1, title="encoders / head", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                     title_fontsize=9)
+    ax.add_artist(leg1)
+    leg2 = ax.legend(handles=h2, title="loss", loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8,
+                     title_fontsize=9)
+    ax.add_artist(leg2)
+    ax.legend(handles=h3 + ([plt.Rectangle((0, 0), 1, 1, color="#fff2cc", label=f"top-{top} on both")]
+                             if cuts else []), loc="upper left", bbox_to_anchor=(1.01, 0.3), fontsize=8)
+    what = f"{crit['level']}-level {crit['metric']} ({crit['axis']})"
+    ax.set_xlabel(f"{dev}: {what}")
+    ax.set_ylabel(f"{pam}: {what}")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Model selection: each configuration on {dev} vs {pam}", fontsize=12)
+    _place_labels(ax, xs, ys, names)
+    return fig
+
+
+def domain_figure(table: pl.DataFrame):
+    """Grouped bars: SRCC per domain (groups) and axis (bars), one panel per set."""
+    if table.height == 0:
+        return None
+    plt = _plt()
+    sets = table["set"].unique(maintain_order=True).to_list()
+    fig, axs = plt.subplots(1, len(sets), figsize=(DOMAIN_PANEL_SIZE[0] * len(sets), DOMAIN_PANEL_SIZE[1]), dpi=DPI,
+                            layout="constrained", squeeze=False)
+    cols = (*AXES, "composite")
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#333333"]
+    width = 0.8 / len(cols)
+    lo = min(0.0, float(np.nanmin(table.select(cols).to_numpy())) if table.height else 0.0)
+    for ax, s in zip(axs[0], sets):
+        part = table.filter(pl.col("set") == s)
+        x = np.arange(part.height)
+        for k, a in enumerate(cols):
+            v = part[a].fill_null(float("nan")).to_numpy()
+            ax.bar(x + (k - (len(cols) - 1) / 2) * width, np.nan_to_num(v, nan=0.0), width, color=colours[k], label=a)
+        ax.set_xticks(x, [f"{d}\n(n = {n})" for d, n in zip(part["domain"], part["n"])])
+        ax.set_ylim(lo, 1.0)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("SRCC (utterance level)")
+        ax.set_title(f"{s}: SRCC per domain", fontsize=11)
+        ax.grid(axis="y", alpha=0.3)
+    axs[0][-1].legend(title="axis", loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------
+def _cell(v, digits: int = 3) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "NaN" if math.isnan(v) else f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _ranks(values: list, lower_better: bool) -> dict[int, int]:
+    """Row index -> 1 (best) / 2 (second) for a metric column."""
+    ok = [(v, i) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    ok.sort(key=lambda t: t[0] if lower_better else -t[0])
+    distinct = sorted({v for v, _ in ok}, reverse=not lower_better)[:2]
+    return {i: distinct.index(v) + 1 for v, i in ok if v in distinct}
+
+
+def html_table(df: pl.DataFrame, lead: list[str], groups: dict[str, list[str]], caption: str = "") -> str:
+    """An HTML table: ``lead`` columns, then metric columns grouped under a spanning header.
+
+    ``groups`` maps a group title to its columns (names like ``set/utt_SRCC``); in each metric column
+    the best value is bold, the second underlined (MSE: lower is better).
+    """
+    h1 = "".join(f'<th rowspan="2">{html.escape(c)}</th>' for c in lead)
+    h1 += "".join(f'<th colspan="{len(cs)}">{html.escape(g)}</th>' for g, cs in groups.items())
+    h2 = "".join(f"<th>{html.escape(c.split('/', 1)[-1].replace('_', ' '))}</th>" for cs in groups.values() for c in cs)
+    marks = {c: _ranks(df[c].to_list(), c.endswith("MSE")) for cs in groups.values() for c in cs}
+    body = []
+    for i, r in enumerate(df.iter_rows(named=True)):
+        tds = "".join(f"<td class='t'>{_cell(r[c])}</td>" for c in lead)
+        for cs in groups.values():
+            for c in cs:
+                txt, m = _cell(r[c]), marks[c].get(i)
+                txt = f"<b>{txt}</b>" if m == 1 else (f"<u>{txt}</u>" if m == 2 else txt)
+                tds += f"<td>{txt}</td>"
+        body.append(f"<tr>{tds}</tr>")
+    cap = f"<caption>{caption}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{h1}</tr><tr>{h2}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _metric_groups(columns: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        if "/" in c:
+            groups.setdefault(c.split("/", 1)[0], []).append(c)
+    return groups
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
+line-height:1.4;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+td.t,th{text-align:left} th{background:#f3f3f3}
+caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
+code{background:#f5f5f5;padding:0 3px} .note{color:#666;font-size:13px}
+"""
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensembles: str | Path | None = None,
+                 strategy: str | None = None) -> Path:
+    """Write the HTML report (default ``<run>/report/report.html``) and its PNGs next to it."""
+    run = Path(run_dir)
+    inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
+    out = Path(out) if out else run / "report" / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    m = inputs.members
+    crit = m["criterion"]
+    chosen = m["strategies"][inputs.strategy]["members"]
+    figures: list[tuple[str, str, bytes]] = []  # (section, caption, png)
+
+    def save(fig, tag: str) -> bytes:
+        path = out.parent / f"{out.stem}_{_safe(tag)}.png"
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+        return path.read_bytes()
+
+    sel = selection_figure(inputs.summary, m)
+    if sel is not None:
+        figures.append(("selection", f"Each configuration's {crit['level']}-level {crit['metric']} ({crit['axis']}) "
+                        f"on {crit['dev_set']} vs {crit['pam_set']}. Shaded: in both top-{crit['top']} lists; "
+                        "black ring: member of the submitted ensemble.", save(sel, "selection")))
+    for s, pred in inputs.predictions.items():
+        if s not in inputs.truth:
+            continue
+        title = f"Ensemble '{inputs.strategy}' ({len(chosen)} models) on {s}: predicted vs true"
+        figures.append(("scatter", f"{s}: predicted vs true per axis (colours: domain; dashed: identity).",
+                        save(scatter_figure(pred, inputs.truth[s], title), f"scatter_{s}")))
+    dom = domain_table(inputs)
+    dfig = domain_figure(dom)
+    if dfig is not None:
+        figures.append(("domain", "Utterance-level SRCC per domain.", save(dfig, "domains")))
+
+    # Table III with the membership column of the chosen ensemble
+    summ = inputs.summary.with_columns(
+        pl.col("config").is_in(chosen).map_elements(lambda b: "✓" if b else "", return_dtype=pl.String)
+        .alias(f"in {inputs.strategy}"))
+    lead3 = [c for c in summ.columns if "/" not in c]
+    t3 = html_table(summ, lead3, _metric_groups(summ.columns),
+                    "Table III layout: every configuration (composite; utt = utterance level, sys = system level; "
+                    "best <b>bold</b>, second <u>underlined</u>)")
+    t4df = inputs.table_iv
+    t4 = html_table(t4df.drop("members"), ["strategy", "n_members", "status"], _metric_groups(t4df.columns),
+                    "Table IV layout: ensemble strategies (composite)")
+    dom_groups = {"SRCC (utterance level)": [*AXES, "composite"]}
+    t_dom = html_table(dom, ["set", "domain", "n"], dom_groups, f"SRCC per domain, ensemble '{inputs.strategy}'")
+
+    members_html = "".join(
+        f"<li><b>{html.escape(s)}</b>: " + (html.escape(", ".join(v["members"])) if "members" in v
+                                            else f"<i>unavailable</i> — {html.escape(v['unavailable'])}") + "</li>"
+        for s, v in m["strategies"].items())
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in m.get("notes", []))
+    imgs = {k: "".join(f"<figure>{_img(png, cap)}<figcaption class='note'>{html.escape(cap)}</figcaption></figure>"
+                       for sec, cap, png in figures if sec == k) for k in ("selection", "scatter", "domain")}
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mmmos report — {html.escape(run.name)}</title>
+<style>{_CSS}</style></head><body>
+<h1>mmmos report</h1>
+<p class="note">Run <code>{html.escape(str(run.resolve()))}</code>; {len(m['configs'])} configurations; sets
+{html.escape(', '.join(m['sets']))}; generated {_dt.datetime.now().isoformat(timespec='seconds')}.
+Scores are on the 0–10 scale; composite = mean of PQ, PC, CE, CU.</p>
+<h2>Configurations</h2>
+{t3}
+<h2>Ensembles</h2>
+<p>Ranking: {html.escape(crit['level'])}-level {html.escape(crit['metric'])} of the {html.escape(crit['axis'])} score;
+submitted = top-{crit['top']} on {html.escape(crit['dev_set'])} ∩ top-{crit['top']} on {html.escape(crit['pam_set'])};
+ties by metric, then name. Ensemble = mean of the members' predictions.</p>
+{t4}
+<ul>{members_html}</ul>
+<h2>Model selection</h2>
+{imgs['selection'] or '<p class="note">Needs rankings on both the dev and the PAM set.</p>'}
+<h2>Ensemble '{html.escape(inputs.strategy)}': predicted vs true</h2>
+{imgs['scatter'] or '<p class="note">No labelled set.</p>'}
+<h2>Per domain</h2>
+{t_dom}
+{imgs['domain']}
+{f'<h2>Notes</h2><ul class="note">{notes}</ul>' if notes else ''}
+</body></html>
+"""
+    out.write_text(doc, encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a sweep directory written by `mmmos sweep`")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report/report.html; PNGs go next to it)")
+    p.add_argument("--ensembles", help="ensemble outputs of `mmmos ensemble --out` (default RUN_DIR/ensembles, "
+                                       "computed with the default strategies when absent)")
+    p.add_argument("--strategy", help="ensemble shown in the figures (default: submitted if available)")
+
+
+def run_cli(a: argparse.Namespace) -> int:
+    try:
+        path = write_report(a.run_dir, a.out, ensembles=a.ensembles, strategy=a.strategy)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"mmmos report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"report written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(prog="mmmos report", description=__doc__)
+    add_arguments(ap)
+    sys.exit(run_cli(ap.parse_args()))

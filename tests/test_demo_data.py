@@ -1,0 +1,209 @@
+"""mmmos.demo_data: the synthetic corpus is deterministic, well-formed and learnable."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import soundfile as sf
+from scipy import signal, stats
+
+from mmmos.demo_data import DEGRADATIONS, PAM_SYSTEMS, TRAIN_SYSTEMS, degrade, make_demo_corpus
+from mmmos.manifests import AXES, COLUMNS, infer_system, load_manifest, validate_manifest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    info = make_demo_corpus(out, seed=0)  # the default sizes: 120 / 40 / 40
+    frames = {s: load_manifest(info[s]) for s in ("train", "dev", "pam_dev")}
+    with open(info["factors"], newline="") as f:
+        factors = list(csv.DictReader(f))
+    return info, frames, factors
+
+
+def test_manifests_load_with_all_columns(corpus):
+    info, frames, factors = corpus
+    assert info["n_clips"] == {"train": 120, "dev": 40, "pam_dev": 40}
+    for split, df in frames.items():
+        assert tuple(df.columns) == COLUMNS
+        assert df.height == info["n_clips"][split]
+        assert set(df.get_column("split").to_list()) == {split}
+        for col in COLUMNS:
+            assert df.get_column(col).null_count() == 0, (split, col)
+        assert validate_manifest(df, check_files=True, require_labels=True) == []
+    all_ids = pl.concat(list(frames.values())).get_column("clip_id")
+    assert all_ids.n_unique() == all_ids.len() == len(factors)
+    assert Path(info["readme"]).read_text().count("n_sources") >= 1
+
+
+def test_labels_look_like_means_of_ten_ratings(corpus):
+    _, frames, factors = corpus
+    df = pl.concat(list(frames.values()))
+    for axis in AXES:
+        v = df.get_column(axis).to_numpy()
+        assert v.min() >= 0.0 and v.max() <= 10.0
+        np.testing.assert_allclose(v * 10, np.round(v * 10), atol=1e-9)  # multiples of 0.1
+        assert v.std() > 0.8  # labels vary
+    # factors.csv agrees with the manifests
+    by_id = {r["clip_id"]: r for r in factors}
+    for r in df.iter_rows(named=True):
+        assert [float(by_id[r["clip_id"]][a]) for a in AXES] == [r[a] for a in AXES]
+        assert by_id[r["clip_id"]]["system"] == r["system"]
+
+
+def test_durations_and_format(corpus):
+    _, frames, factors = corpus
+    durations = []
+    for df in frames.values():
+        for p in df.get_column("path").to_list():
+            info = sf.info(p)
+            assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+            durations.append(info.frames / info.samplerate)
+    d = np.array(durations)
+    assert d.min() >= 2.0 - 1e-6 and d.max() <= 20.0 + 1e-6
+    assert 0.15 < np.mean(d >= 10.0) < 0.5  # some clips need cropping to 10 s
+
+
+def test_pq_falls_with_severity_pc_rises_with_sources(corpus):
+    _, _, factors = corpus
+    sev = np.array([float(r["effective_severity"]) for r in factors])
+    level = np.array([int(r["level"]) for r in factors])
+    pq = np.array([float(r["PQ"]) for r in factors])
+    assert stats.spearmanr(pq, sev)[0] < -0.8
+    means = [pq[level == k].mean() for k in range(6)]
+    assert all(a > b for a, b in zip(means, means[1:])), means
+    n_src = np.array([int(r["n_sources"]) for r in factors])
+    pc = np.array([float(r["PC"]) for r in factors])
+    assert stats.spearmanr(pc, n_src)[0] > 0.8
+    assert set(n_src) == {1, 2, 3, 4}
+    kinds = {r["degradation"] for r in factors}
+    assert kinds == {"none", *DEGRADATIONS}
+
+
+def test_pam_systems_are_unseen(corpus):
+    _, frames, _ = corpus
+    train_sys = set(frames["train"].get_column("system").to_list())
+    assert train_sys == {s.name for s in TRAIN_SYSTEMS}
+    assert set(frames["dev"].get_column("system").to_list()) <= train_sys
+    pam = frames["pam_dev"]
+    assert set(pam.get_column("system").to_list()) == {s.name for s in PAM_SYSTEMS}
+    assert not train_sys & set(pam.get_column("system").to_list())
+    assert set(pam.get_column("domain").to_list()) <= {"music", "sound"}
+    for r in pam.iter_rows(named=True):  # AES-PAM layout: the folder names the system
+        assert "/PAM/human_eval/" in r["path"] and infer_system(None, r["path"]) == r["system"]
+
+
+def test_deterministic_and_seed_dependent(tmp_path):
+    kw = dict(n_train=4, n_dev=2, n_pam=2, durations=(2.0, 3.0))
+    a = make_demo_corpus(tmp_path / "a", seed=7, **kw)
+    make_demo_corpus(tmp_path / "b", seed=7, **kw)
+    make_demo_corpus(tmp_path / "c", seed=8, **kw)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 8 + 5  # clips + 3 manifests, factors, README
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    wav = [r for r in files if r.suffix == ".wav"]
+    assert all((tmp_path / "a" / r).read_bytes() != (tmp_path / "c" / r).read_bytes() for r in wav)
+    # Each clip depends only on (seed, split, index): more train clips leave dev unchanged.
+    make_demo_corpus(tmp_path / "d", seed=7, **{**kw, "n_train": 6})
+    dev_wavs = [r for r in wav if "/dev/" in r.as_posix()]
+    assert dev_wavs and all((tmp_path / "a" / r).read_bytes() == (tmp_path / "d" / r).read_bytes() for r in dev_wavs)
+    assert a["n_clips"] == {"train": 4, "dev": 2, "pam_dev": 2}
+
+
+def test_other_sample_rate(tmp_path):
+    info = make_demo_corpus(tmp_path, n_train=3, n_dev=1, n_pam=2, sample_rate=24000, durations=(2.0, 2.5))
+    for p in load_manifest(info["train"]).get_column("path").to_list():
+        assert sf.info(p).samplerate == 24000
+
+
+# --------------------------------------------------------------------------- degradations
+
+
+def _clean(n=16000 * 2, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    return 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("level", [1, 3, 5])
+def test_noise_degradation_hits_its_snr(level):
+    x = _clean()
+    y = degrade(x, 16000, "noise", level, np.random.default_rng(1))
+    snr = 10 * np.log10(np.sum(x**2) / np.sum((y - x) ** 2))
+    assert snr == pytest.approx(DEGRADATIONS["noise"][1][level - 1], abs=1e-6)
+
+
+def test_other_degradations_do_what_they_say():
+    x, sr, rng = _clean(), 16000, np.random.default_rng(2)
+    peak = np.max(np.abs(x))
+    clipped = degrade(x, sr, "clipping", 3, rng)  # drive 19 dB
+    assert np.max(np.abs(clipped)) == pytest.approx(peak)
+    assert np.mean(np.abs(clipped) >= peak * (1 - 1e-9)) > 0.2  # a large share sits at the rail
+    q = degrade(x, sr, "quantise", 5, rng)  # 3 bits
+    assert np.unique(np.round(q / peak * 4, 9)).size <= 2**3 + 1
+    held = degrade(x, sr, "resample", 4, rng)  # decimation by 6, sample-and-hold
+    blocks = held[: held.size // 6 * 6].reshape(-1, 6)
+    assert np.all(blocks == blocks[:, :1]) and np.array_equal(blocks[:, 0], x[: blocks.shape[0] * 6 : 6])
+    white = np.random.default_rng(3).standard_normal(sr * 4)
+    low = degrade(white, sr, "bandlimit", 3, rng)  # cutoff 0.25 x Nyquist = 2 kHz
+    f, p_in = signal.welch(white, sr, nperseg=1024)
+    _, p_out = signal.welch(low, sr, nperseg=1024)
+    gain = 10 * np.log10(p_out / p_in)
+    assert np.all(np.abs(gain[(f > 100) & (f < 1500)]) < 1.0)
+    assert abs(np.interp(2000.0, f, gain) + 3.0) < 1.5  # -3 dB at the cutoff
+    assert np.all(gain[f > 4000] < -40)
+    assert np.array_equal(degrade(x, sr, "none", 0, rng), x)
+    with pytest.raises(ValueError):
+        degrade(x, sr, "reverb", 1, rng)
+
+
+# --------------------------------------------------------------------------- learnability
+
+
+def _features(path: str) -> np.ndarray:
+    """A few log-spectral statistics: band shape of loud frames, noise floor per band,
+    flatness of loud frames, crest factor."""
+    x, _ = sf.read(path, dtype="float64")
+    frames = np.lib.stride_tricks.sliding_window_view(x, 512)[::256] * np.hanning(512)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10
+    edges = np.unique(np.geomspace(2, power.shape[1] - 1, 9).astype(int))
+    bands = np.log(np.stack([power[:, a:b].mean(1) for a, b in zip(edges[:-1], edges[1:])], 1))
+    energy = np.log(power.sum(1))
+    loud = energy >= np.median(energy)
+    shape = bands[loud].mean(0) - energy[loud].mean()
+    floor = np.percentile(bands, 10, axis=0) - bands[loud].mean(0)
+    flat = np.mean(np.log(power[loud]).mean(1) - np.log(power[loud].mean(1)))
+    crest = np.log(np.max(np.abs(x)) / np.sqrt(np.mean(x**2)))
+    return np.concatenate([shape, floor, [flat, crest]])
+
+
+def test_pq_is_learnable_from_simple_features(corpus):
+    _, frames, _ = corpus
+
+    def xy(df):
+        return np.stack([_features(p) for p in df.get_column("path").to_list()]), df.get_column("PQ").to_numpy()
+
+    x_tr, y_tr = xy(frames["train"])
+    x_dev, y_dev = xy(frames["dev"])
+    mu, sd = x_tr.mean(0), x_tr.std(0)
+
+    def design(x):
+        z = (x - mu) / sd
+        return np.c_[z, z**2]  # ridge on the features and their squares
+
+    a = design(x_tr)
+    a_mean = a.mean(0)
+
+    def fit(y):
+        a0 = a - a_mean
+        return np.linalg.solve(a0.T @ a0 + 10.0 * np.eye(a.shape[1]), a0.T @ (y - y.mean()))
+
+    pred = (design(x_dev) - a_mean) @ fit(y_tr)
+    assert stats.spearmanr(pred, y_dev)[0] > 0.5
+    # A broken pipeline (labels detached from audio) learns nothing.
+    shuffled = (design(x_dev) - a_mean) @ fit(np.random.default_rng(0).permutation(y_tr))
+    assert stats.spearmanr(shuffled, y_dev)[0] < 0.3
