@@ -43,7 +43,7 @@ demo: $(STAMP)
 	$(BIN)/python -m mmmos demo --out demo_out
 
 extract: $(STAMP)
-	$(BIN)/mmmos extract --manifest $(MANIFEST) --encoders $(ENCODERS) --store $(STORE) --backend $(BACKEND) \
+	$(BIN)/mmmos extract $(foreach m,$(MANIFEST),--manifest $(m)) --encoders $(ENCODERS) --store $(STORE) --backend $(BACKEND) \
 		--device $(DEVICE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 sweep: $(STAMP)

@@ -140,6 +140,25 @@ def _predict(head, bank, bs, torch) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 
+_BANKS: dict[tuple, object] = {}
+_BANKS_MAX = 10  # pooled banks are small; frame banks exist for one encoder set only (~3 GB at challenge size)
+
+
+def _bank(groups, clip_ids: list[str], crop: float, frames: bool, grid_rate: float | None):
+    """FeatureBank memoised per process: configurations that share encoders and clips
+    (e.g. the four losses of one head) read the cache once."""
+    from mmmos.features import FeatureBank
+
+    key = (tuple(g.root for g in groups), tuple(clip_ids), crop, frames, grid_rate)
+    bank = _BANKS.pop(key, None)
+    if bank is None:
+        bank = FeatureBank(groups, clip_ids, crop, frames, grid_rate)
+    _BANKS[key] = bank  # most recent last
+    while len(_BANKS) > _BANKS_MAX:
+        _BANKS.pop(next(iter(_BANKS)))
+    return bank
+
+
 def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev: LabelSet,
                         evals: list[LabelSet], out_dir: str | Path, progress: bool = True) -> dict:
     """Train one configuration and write its model, log, predictions and metrics into ``out_dir``."""
@@ -149,7 +168,6 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     from cache_store import open_store
     from heads import build_head, head_class
     from losses import get_loss
-    from mmmos.features import FeatureBank
     from mmmos.metrics import evaluate
 
     out_dir = Path(out_dir)
@@ -168,8 +186,8 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     if dv.height < 1:
         raise RuntimeError(f"{cfg.name}: no labelled dev clips in the cache")
     frames = hcls.needs_frames
-    bank_tr = FeatureBank(groups, tr["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
-    bank_dv = FeatureBank(groups, dv["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
+    bank_tr = _bank(groups, tr["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
+    bank_dv = _bank(groups, dv["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
     t_load = time.perf_counter() - t_load
 
     y_tr = tr.select(AXES).to_numpy().astype(np.float64)
@@ -243,8 +261,7 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     tables = []
     for ls in [dev, *evals]:
         _, df = _select(ls, store, cfg.encoders, False, notes)
-        bank = bank_dv if ls is dev else FeatureBank(groups, df["clip_id"].to_list(), cfg.crop_seconds, frames,
-                                                     cfg.grid_rate)
+        bank = _bank(groups, df["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
         z = _predict(head, bank, bs, torch).astype(np.float64)
         y = z * sd + mu
         if cfg.clip_predictions:
@@ -313,8 +330,18 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
     run = Path(run)
     st = open_store(store)
     needed = {e for c in configs for e in c.encoders}
+    have = {i.name for i in st.encoders()}
+    missing = sorted(needed - have)
+    if missing:
+        from cache_store import CacheError
+
+        users = sorted(c.name for c in configs if set(c.encoders) & set(missing))
+        raise CacheError(f"{store} has no frames of {', '.join(missing)} (it holds: {', '.join(sorted(have)) or 'none'}),"
+                         f" needed by {', '.join(users[:4])}{' …' if len(users) > 4 else ''}. Extract them first: "
+                         f"`mmmos extract --encoders {','.join(missing)} --weights NAME=PATH --store {store} "
+                         f"--manifest …` (or pick other encoders with --sets)")
     for e in sorted(needed):
-        st.find(e)  # raises with the extract command to run
+        st.find(e)  # several identities of one name: raises
     ident = _run_identity(store, needed, [train, dev, *evals])
     check_run_dir(run, ident, force)
     names = {}
@@ -337,8 +364,9 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
             c.threads = c.threads or threads
         ctx = mp.get_context("spawn")
         with ctx.Pool(jobs) as pool:
+            # chunks of 4 keep one head's four losses in one worker, which then reads its features once
             it = pool.imap_unordered(_worker, [(c, store, train, dev, evals, run / "configs" / c.name, False)
-                                               for c in todo])
+                                               for c in todo], chunksize=4 if len(todo) >= 4 * jobs else 1)
             for name, res, err in it:
                 results[name] = res if err is None else {"error": err}
                 print(f"  {name}: {'done' if err is None else 'FAILED ' + err.splitlines()[0]}", file=sys.stderr)

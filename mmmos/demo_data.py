@@ -20,10 +20,10 @@ pulled towards a common pink-ish balance, so every clean clip carries energy up 
 Nyquist frequency (band-limiting is audible) and a degradation's spectral signature stands
 out from the content's.  A clip then gets one degradation (or none) of a known severity
 level 1-5 (severity 0.2 ... 1.0), see :data:`DEGRADATIONS`: additive white noise (SNR
-24/18/12/6/0 dB), hard clipping (drive 9-30 dB), band-limiting (8th-order Butterworth
-low-pass at 0.50 ... 0.08 x Nyquist), coarse quantisation (8/6/5/4/3 bits re the peak),
-naive resampling (decimation by 2-8 without an anti-alias filter, then sample-and-hold:
-aliasing and imaging).
+20/15/10/5/0 dB), hard clipping (drive 12-30 dB), band-limiting (8th-order Butterworth
+low-pass at 0.40 ... 0.08 x Nyquist), coarse mu-law quantisation (7/6/5/4/3 bits re the
+peak), naive resampling (decimation by 2-8 without an anti-alias filter, then
+sample-and-hold: aliasing and imaging).
 
 A "system" is a generator setting: domain, timbre (brightness, talker formants),
 number-of-sources mix, degradation mix and a small quality bias of its own.  Train and
@@ -36,7 +36,8 @@ clipped to 0-10) - so labels are multiples of 0.1 like the real ones.  PQ falls 
 degradation severity, PC rises with the number of sources, CE follows pleasantness and
 tonality, CU follows clarity and pleasantness.
 
-Deterministic: the same seed and sizes give byte-identical files; each clip's random
+Deterministic: the same seed and sizes give byte-identical files (on the same numpy/scipy
+versions: their FFTs and filters must not change); each clip's random
 stream depends only on (seed, split, index), so changing ``n_train`` leaves dev intact.
 """
 from __future__ import annotations
@@ -222,7 +223,7 @@ def _speech_source(rng: np.random.Generator, n: int, sr: int, c: dict[str, float
     pole = 0.97 - 0.07 * c["brightness"]
     glottal = signal.lfilter([1.0], [1.0, -pole], pulses)
     glottal = (glottal / _rms(glottal)).astype(np.float32)
-    glottal += np.float32((1.2 - c["tonality"]) * 0.6) * _noise(rng, n)  # aspiration
+    glottal += np.float32((1.2 - c["tonality"]) * 0.25) * _noise(rng, n)  # aspiration
     scale = rng.uniform(0.85, 1.2)  # the talker's vocal-tract size
     # Syllables of 0.12-0.32 s; about one in seven is a pause.
     starts = _segments(rng, n / sr, 0.12, 0.32)
@@ -261,7 +262,7 @@ def _music_sources(rng: np.random.Generator, n: int, sr: int, n_src: int, c: dic
     pleasant = c["pleasantness"]
     steps = np.array([0, 2, 4, 7, 9]) if rng.random() < 0.5 else np.array([0, 3, 5, 7, 10])
     rolloff = 1.6 - 0.9 * c["brightness"]
-    breath = np.float32(0.15 * (1.0 - c["tonality"]))
+    breath = np.float32(0.05 * (1.0 - c["tonality"]))
 
     def pitch(octaves: tuple[int, int], size: int) -> np.ndarray:
         # Pleasant music stays on the pentatonic scale; otherwise notes stray chromatically.
@@ -382,8 +383,12 @@ def degrade(x: np.ndarray, sr: int, kind: str, level: int, rng: np.random.Genera
         sos = signal.butter(8, value * sr / 2, "lowpass", fs=sr, output="sos")
         return signal.sosfilt(sos, x)
     if kind == "quantise":
-        steps = 2.0 ** (value - 1)
-        return np.round(x / peak * steps) / steps * peak
+        # mu-law companded (as in telephony), so quiet passages are coarsened too rather than
+        # gated to silence: signal-following granular noise.
+        mu, steps = 255.0, 2.0 ** (value - 1)
+        y = np.sign(x) * np.log1p(mu * np.abs(x) / peak) / math.log1p(mu)
+        y = np.round(y * steps) / steps
+        return np.sign(y) * np.expm1(np.abs(y) * math.log1p(mu)) / mu * peak
     k = int(value)  # "resample": no anti-alias filter (aliasing), sample-and-hold (imaging)
     return np.repeat(x[::k], k)[: x.size]
 
@@ -491,7 +496,8 @@ Factors (factors.csv)
   degradation, level  one of none, noise, clipping, bandlimit, quantise, resample; level 1-5
   severity            level/5; param_name/param_value is the degradation's setting per level 1-5:
 {degradation_table}
-                        (resample = decimation without anti-alias filter, then sample-and-hold)
+                        (quantise = mu-law (mu 255) re the clip's peak; resample = decimation
+                        without anti-alias filter, then sample-and-hold)
   effective_severity  severity x perceptual weight:
                         {weights}
   pleasantness        0-1: consonant notes/chords, smooth voices, low-pitched gentle events

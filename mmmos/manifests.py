@@ -2,7 +2,7 @@
 
 Every loader returns a polars DataFrame with exactly the columns :data:`COLUMNS`::
 
-    clip_id  str           unique key of the clip (never null)
+    clip_id  str           key of the clip (never null; repeats are reported, not dropped)
     path     str | null    absolute path of the audio file; null when the manifest has none
     system   str | null    system (generator / source corpus) id
     domain   str | null    "speech" | "music" | "sound"
@@ -36,7 +36,8 @@ System: the manifest's ``system`` field when it has one; else the ``sys...`` tok
 Track 2 id (clip id, then file name); else, for AES-PAM paths
 ``PAM/human_eval/{audio,music}/<system>/<file>``, the parent folder; else null.
 
-Domain: the manifest's ``domain`` field when it has one; else from the path (PAM music ->
+Domain: the manifest's ``domain`` field when it has one (``audio`` is read as ``sound``;
+any other value than speech/music/sound is an error); else from the path (PAM music ->
 music, PAM audio -> sound; EARS, LibriTTS, Common Voice/cv-corpus -> speech; MUSDB18,
 MusicCaps -> music; AudioSet -> sound; case-insensitive, the keyword nearest the file
 wins); else null.
@@ -45,6 +46,7 @@ Split: the ``split`` argument for every row if given; else the manifest's ``spli
 field; else a ``train``/``dev``/``test`` token of the manifest's file name
 (``val``/``valid``/``validation`` -> dev, ``eval`` -> test); else null.
 
+Blank lines (and CSV rows whose fields are all empty) carry nothing and are skipped.
 Bad input: a malformed row (wrong field count, non-numeric label, invalid JSON, a row
 with no id at all) raises :class:`ManifestError` naming the file and line.  Rows that
 are well-formed but doubtful are *kept* and reported by :func:`validate_manifest`:
@@ -224,9 +226,10 @@ def _to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(data, schema=SCHEMA)
 
 
-def _strip_placeholder(raw: str) -> tuple[str, bool]:
+def _strip_placeholder(raw: str) -> str:
+    """``/your_path/a/b.wav`` -> ``a/b.wav``; other strings unchanged."""
     m = _PLACEHOLDER_RE.match(raw)
-    return (raw[m.end():], True) if m else (raw, False)
+    return raw[m.end():] if m else raw
 
 
 def _resolve(raw: str | None, base_dir: Path, data_root: Path | None) -> tuple[str | None, str | None]:
@@ -234,7 +237,7 @@ def _resolve(raw: str | None, base_dir: Path, data_root: Path | None) -> tuple[s
     if raw is None or not raw.strip():
         return None, None
     raw = raw.strip()
-    rel, _ = _strip_placeholder(raw)
+    rel = _strip_placeholder(raw)
     if os.path.isabs(rel):
         return os.path.normpath(rel), rel
     root = data_root if data_root is not None else base_dir
@@ -323,8 +326,8 @@ def _load_track2(path: Path, data_root: Path | None, split: str | None) -> pl.Da
             "clip_id": clip_id,
             "path": abs_path,
             # sample_id of a PAM row is its path, so it also serves when data_path is empty.
-            "system": infer_system(clip_id, written or _strip_placeholder(clip_id)[0]),
-            "domain": infer_domain(written) or infer_domain(_strip_placeholder(clip_id)[0]),
+            "system": infer_system(clip_id, written or _strip_placeholder(clip_id)),
+            "domain": infer_domain(written) or infer_domain(_strip_placeholder(clip_id)),
             "split": split,
         }
         for axis, i in i_axes.items():

@@ -1,8 +1,9 @@
 """A small synthetic frame cache whose frames carry the labels (for sweep/ensemble tests).
 
 Two encoders at different rates (50 Hz x 12-d, 6.25 Hz x 6-d).  Each clip has a latent
-vector z (4 values); labels are 5 + 1.5 z (+ small noise), and every frame is
-``W_e z + noise``, so a working pipeline learns the labels and a shuffled one does not.
+vector z of 16 values; the labels are 5 + 1.5 z[:4] (+ small noise), and every frame is
+``W_e z + noise``, so a working pipeline learns the labels and a shuffled one does not
+(the 12 nuisance dimensions keep a random projection from matching the labels by chance).
 """
 from __future__ import annotations
 
@@ -25,21 +26,21 @@ def make_synthetic(root: Path, n_train=160, n_dev=48, n_pam=40, seed=0, missing_
     rng = np.random.default_rng(seed)
     root = Path(root)
     store = open_store(root / "cache.zarr", create=True)
-    W = {e: rng.standard_normal((4, d)) for e, (_, d) in ENCS.items()}
+    W = {e: rng.standard_normal((16, d)) for e, (_, d) in ENCS.items()}
     writers = {e: store.writer(_ident(e, r, d)) for e, (r, d) in ENCS.items()}
     sets = {}
     for split, n, systems in (("train", n_train, 6), ("dev", n_dev, 6), ("pam_dev", n_pam, 4)):
         rows = []
         for i in range(n):
             cid = f"{split}/clip{i:04d}.wav"
-            z = rng.standard_normal(4)
+            z = rng.standard_normal(16)
             dur = float(rng.choice([4.0, 10.0, 17.3]))
             for e, (rate, dim) in ENCS.items():
                 t = max(1, int(dur * rate))
                 # the label signal lives in the first 10 s only: crops beyond matter
                 frames = np.tile(z @ W[e], (t, 1)) + 0.3 * rng.standard_normal((t, dim))
                 writers[e].write(cid, frames.astype(np.float32), f"/audio/{cid}", dur)
-            y = np.clip(5 + 1.5 * z + 0.2 * rng.standard_normal(4), 0, 10)
+            y = np.clip(5 + 1.5 * z[:4] + 0.2 * rng.standard_normal(4), 0, 10)
             rows.append({"clip_id": cid, "path": f"/audio/{cid}", "system": f"{split}_sys{i % systems}",
                          "domain": ["speech", "music", "sound"][i % 3], "split": split,
                          **dict(zip(("PQ", "PC", "CE", "CU"), y.tolist()))})
