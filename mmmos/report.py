@@ -246,7 +246,10 @@ def selection_figure(summary: pl.DataFrame, members: dict):
                                 for c in names))
     losses = list(dict.fromkeys(info.get(c, {}).get("loss", "?") for c in names))
     cmap = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=SELECTION_SIZE, dpi=DPI, layout="constrained")
+    # legends live in their own axes on the right so they are never clipped
+    fig, (ax, lax) = plt.subplots(1, 2, figsize=SELECTION_SIZE, dpi=DPI, layout="constrained",
+                                  gridspec_kw={"width_ratios": [4.0, 1.0]})
+    lax.axis("off")
     xs = np.array([xd[c] for c in names])
     ys = np.array([yd[c] for c in names])
     span_x = max(xs.max() - xs.min(), 0.02)
@@ -286,14 +289,14 @@ def selection_figure(summary: pl.DataFrame, members: dict):
     h2 = [Line2D([], [], marker="o", ls="", color=cmap(i % 10), markersize=7, label=lo) for i, lo in enumerate(losses)]
     h3 = [Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", markersize=7,
                  label="submitted member")]
-    leg1 = ax.legend(handles=h1, title="encoders / head", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                     title_fontsize=9)
-    ax.add_artist(leg1)
-    leg2 = ax.legend(handles=h2, title="loss", loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8,
-                     title_fontsize=9)
-    ax.add_artist(leg2)
-    ax.legend(handles=h3 + ([plt.Rectangle((0, 0), 1, 1, color="#fff2cc", label=f"top-{top} on both")]
-                             if cuts else []), loc="upper left", bbox_to_anchor=(1.01, 0.3), fontsize=8)
+    leg1 = lax.legend(handles=h1, title="encoders / head (marker)", loc="upper left", bbox_to_anchor=(0.0, 1.0),
+                      fontsize=8, title_fontsize=9, alignment="left")
+    lax.add_artist(leg1)
+    leg2 = lax.legend(handles=h2, title="loss (colour)", loc="upper left", bbox_to_anchor=(0.0, 0.62), fontsize=8,
+                      title_fontsize=9, alignment="left")
+    lax.add_artist(leg2)
+    lax.legend(handles=h3 + ([plt.Rectangle((0, 0), 1, 1, color="#fff2cc", label=f"top-{top} on both")]
+                              if cuts else []), loc="upper left", bbox_to_anchor=(0.0, 0.3), fontsize=8)
     what = f"{crit['level']}-level {crit['metric']} ({crit['axis']})"
     ax.set_xlabel(f"{dev}: {what}")
     ax.set_ylabel(f"{pam}: {what}")

@@ -156,7 +156,7 @@ def test_cpu_determinism(synth, tmp_path):
 def test_missing_encoder_and_foreign_run_dir_are_refused(synth, tmp_path):
     _, store, sets = synth
     tr, dv, ev = _labels(sets)
-    with pytest.raises(CacheError, match=r"no frames of m2d, wavlm .* mmmos extract --encoders m2d,wavlm"):
+    with pytest.raises(CacheError, match=r"no frames of m2d, wavlm .*mmmos extract --encoders m2d,wavlm"):
         sweep.run_sweep(sweep.paper_configs()[:1], store, tmp_path / "r", tr, dv, ev, progress=False)
     sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=1), store, tmp_path / "r", tr, dv, ev, progress=False)
     other, _ = make_synthetic(tmp_path / "other", n_train=8, n_dev=4, n_pam=2, seed=5)
