@@ -305,9 +305,10 @@ def check_run_dir(run: Path, ident: dict, force: bool = False) -> None:
     f = run / "run.json"
     if f.is_file() and not force:
         old = json.loads(f.read_text())
-        if old.get("encoders") != ident["encoders"]:
-            raise SystemExit(f"{run} was trained from a different cache (encoders {old.get('encoders')}, now "
-                             f"{ident['encoders']}); use a new --run folder (or --force to retrain there)")
+        if old.get("encoders") != ident["encoders"] or old.get("store") != ident["store"]:
+            raise SystemExit(f"{run} was trained from a different cache ({old.get('store')}: {old.get('encoders')}; "
+                             f"now {ident['store']}: {ident['encoders']}); use a new --run folder "
+                             f"(or --force to retrain everything there)")
     run.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(ident, indent=2))
 
