@@ -69,6 +69,7 @@ class ExtractReport:
     wall_seconds: float = 0.0
     encoder_seconds: dict[str, float] = field(default_factory=dict)
     decode_seconds: float = 0.0
+    load_seconds: float = 0.0  # loading encoders, hashing weights, scanning the cache
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -198,6 +199,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
 
     device = select_device(cfg.device)
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.startswith("cuda") else "fp32")
+    t_load = time.perf_counter()
     encs: dict[str, FrameEncoder] = {}
     writers = {}
     todo: dict[str, set[str]] = {}
@@ -216,6 +218,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
         rep.written[name] = 0
         rep.encoder_seconds[name] = 0.0
 
+    rep.load_seconds = time.perf_counter() - t_load
     pending = sorted({c for t in todo.values() for c in t})
     durations: dict[str, float] = {}
     for cid in pending:

@@ -323,14 +323,19 @@ def domain_figure(table: pl.DataFrame):
         x = np.arange(part.height)
         for k, a in enumerate(cols):
             v = part[a].fill_null(float("nan")).to_numpy()
-            ax.bar(x + (k - (len(cols) - 1) / 2) * width, np.nan_to_num(v, nan=0.0), width, color=colours[k], label=a)
+            pos = x + (k - (len(cols) - 1) / 2) * width
+            ok = np.isfinite(v)
+            ax.bar(pos[ok], v[ok], width, color=colours[k], label=a if ax is axs[0][0] else None)
+            for xp in pos[~ok]:  # undefined (e.g. one clip, constant labels): say so, never draw a fake 0
+                ax.text(xp, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
         ax.set_xticks(x, [f"{d}\n(n = {n})" for d, n in zip(part["domain"], part["n"])])
         ax.set_ylim(lo, 1.0)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel("SRCC (utterance level)")
         ax.set_title(f"{s}: SRCC per domain", fontsize=11)
+        ax.set_xlabel("domain (clips)")
         ax.grid(axis="y", alpha=0.3)
-    axs[0][-1].legend(title="axis", loc="lower right", fontsize=8, title_fontsize=9, framealpha=0.9)
+    fig.legend(title="axis", loc="outside upper center", ncol=len(cols), fontsize=9, title_fontsize=9)
     return fig
 
 
