@@ -319,10 +319,10 @@ def select(strategy: str, sweep: Sweep, *, members: list[str] | None = None, dev
         if not chosen:
             raise StrategyUnavailable(f"no configuration is in both the top-{top} on {dev_set} and on {pam_set}")
         return chosen
-    set_name = dev_set if kind == "dev" else pam_set
-    if k > len(sweep.configs):
-        raise StrategyUnavailable(f"needs {k} configurations, the sweep has {len(sweep.configs)}")
-    return [c for c, _ in rank(sweep, set_name, metric, level, axis)[:k]]
+    ranked = rank(sweep, dev_set if kind == "dev" else pam_set, metric, level, axis)  # a missing set first
+    if k > len(ranked):
+        raise StrategyUnavailable(f"needs {k} configurations, the sweep has {len(ranked)}")
+    return [c for c, _ in ranked[:k]]
 
 
 # ---------------------------------------------------------------------------------------------

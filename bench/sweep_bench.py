@@ -58,14 +58,9 @@ def make_cache(root: Path, n_train: int, n_dev: int, seed: int = 0):
     return root / "cache.zarr", sets
 
 
-def encoder_seconds_per_clip(weights: dict[str, str] | None, n: int = 2) -> dict[str, float]:
+def encoder_seconds_per_clip(weights: dict[str, str], n: int = 2) -> dict[str, float]:
     """Forward time of each full-size encoder on one 10-s crop (fp32, this CPU)."""
     import extract
-
-    if weights is None:
-        from bench.extract_bench import make_weights
-
-        weights = make_weights(Path("bench_out") / "extract_work" / "weights")
     out = {}
     rng = np.random.default_rng(0)
     for name, (sr, *_rest) in ENCS.items():
@@ -109,6 +104,10 @@ def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = Non
     data_share = df["t_data"].sum() / (df["t_data"].sum() + df["t_step"].sum())
     data_share_load = (df["t_data"].sum() + df["t_load"].sum()) / df["total"].sum()
     # encoders in the loop: measured per clip, extrapolated to the sweep's clip passes
+    if weights is None:
+        from bench.extract_bench import make_weights
+
+        weights = make_weights(out / "extract_work" / "weights")  # shared with the extraction benchmark
     enc = encoder_seconds_per_clip(weights)
     passes = {}
     for row in per:

@@ -417,8 +417,8 @@ def _load_plain_csv(
         raise ManifestError(path, "empty file (no header)") from None
     names = [h.strip() for h in header]
     lower = [n.lower() for n in names]
-    if "path" not in lower:
-        raise ManifestError(path, f"header lacks column 'path'; got {','.join(names)}", 1)
+    if "path" not in lower and "clip_id" not in lower:
+        raise ManifestError(path, f"header lacks column 'path' (or 'clip_id'); got {','.join(names)}", 1)
     col = {n: lower.index(n) for n in ("path", "clip_id", "system", "domain", "split") if n in lower}
     i_axes = {_AXIS_HEADER[n]: i for i, n in enumerate(lower) if n in _AXIS_HEADER}
     base = path.parent
@@ -490,12 +490,12 @@ def _detect_format(path: Path) -> str:
     lower = [h.strip().lower() for h in header]
     if "sample_id" in lower and "data_path" in lower:
         return "track2"
-    if "path" in lower:
+    if "path" in lower or "clip_id" in lower:  # a label table keyed by clip id needs no paths
         return "csv"
     raise ManifestError(
         path,
         "unrecognised manifest: expected a header with sample_id,data_path (Track 2 list) or "
-        f"path (plain CSV), or JSON lines; got {','.join(h.strip() for h in header)!r}"
+        f"path or clip_id (plain CSV), or JSON lines; got {','.join(h.strip() for h in header)!r}"
         " (answer files have no header: use read_answer_file)",
         1,
     )

@@ -149,10 +149,14 @@ def scatter_figure(pred: pl.DataFrame, truth: pl.DataFrame, title: str):
     for ax, a in zip(axs.flat, AXES):
         p, y = j[a].to_numpy(), j[f"t_{a}"].to_numpy()
         ax.plot([0, 10], [0, 10], color="0.4", lw=1, ls="--", label="identity (y = x)", zorder=1)
-        for d in present:
-            m = doms == d
-            ax.scatter(y[m], p[m], s=12, alpha=0.6, color=DOMAIN_COLOURS.get(d, None), label=f"{d} ({int(m.sum())})",
-                       edgecolors="none", zorder=2)
+        # one scatter in a fixed shuffled order, so no domain is painted over the others wholesale
+        order = np.random.default_rng(0).permutation(len(p))
+        colours = [DOMAIN_COLOURS.get(d, DOMAIN_COLOURS["unknown"]) for d in doms[order]]
+        size, alpha = (12, 0.6) if len(p) < 500 else (5, 0.35)
+        ax.scatter(y[order], p[order], s=size, alpha=alpha, c=colours, edgecolors="none", zorder=2)
+        for d in present:  # legend proxies
+            ax.scatter([], [], s=12, color=DOMAIN_COLOURS.get(d, DOMAIN_COLOURS["unknown"]),
+                       label=f"{d} ({int((doms == d).sum())})")
         ax.set_xlim(0, 10)
         ax.set_ylim(0, 10)
         ax.set_aspect("equal")
