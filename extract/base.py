@@ -163,12 +163,10 @@ class FrameEncoder:
         }
 
     def identity_key(self) -> str:
-        import json
+        """The cache folder name for this encoder (see ``cache_store.identity_key``)."""
+        from cache_store import identity_key
 
-        ident = dict(self.identity())
-        ident.pop("weights", None)  # the same file moved elsewhere is the same encoder
-        blob = json.dumps(ident, sort_keys=True, default=str).encode()
-        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:12]}"
+        return identity_key(self.identity())
 
     # -- the three steps ------------------------------------------------------------
     def split(self, wave: np.ndarray) -> list[np.ndarray]:

@@ -87,6 +87,13 @@ def _encoder_identity(enc: FrameEncoder, precision: str) -> dict:
     return ident
 
 
+def cache_key(enc: FrameEncoder, precision: str = "fp32", store_dtype: str = "float16") -> str:
+    """The cache folder (``encoders/<key>``) that ``run_extract`` writes this encoder's frames to."""
+    from cache_store import identity_key
+
+    return identity_key({**_encoder_identity(enc, precision), "dtype": store_dtype})
+
+
 def _forward(enc: FrameEncoder, x: np.ndarray, precision: str) -> np.ndarray:
     if precision == "fp16" and str(enc.device).startswith("cuda"):
         import torch

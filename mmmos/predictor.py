@@ -85,6 +85,10 @@ class WeightsMismatchError(PredictorError):
     """Encoder weights whose sha256 differs from the one the model was trained with."""
 
 
+class MissingWeightsError(PredictorError):
+    """No weights were given (or recorded) for an encoder that needs them."""
+
+
 # =============================================================================================
 # export
 # =============================================================================================
@@ -388,10 +392,8 @@ class Predictor:
         for key in self.records:
             try:
                 self._encoder(key)
-            except WeightsMismatchError:
-                raise
-            except PredictorError as e:
-                if not lazy:
+            except MissingWeightsError as e:
+                if not lazy:  # with a cache, only clips that are not cached need this encoder
                     raise
                 self._encoder_errors[key] = str(e)
 
@@ -435,14 +437,14 @@ class Predictor:
             return rec["weights"]
         if rec.get("weights") is None and rec.get("sha256") is None:
             return None  # built in, weight-free
-        raise PredictorError(f"no weights for {name}: pass --weights {name}=PATH (the model was trained with "
+        raise MissingWeightsError(f"no weights for {name}: pass --weights {name}=PATH (the model was trained with "
                              f"{rec.get('weights')}, sha256 {rec.get('sha256')})")
 
     def _encoder(self, key: str):
         if key in self._encoders:
             return self._encoders[key]
         if key in self._encoder_errors:
-            raise PredictorError(self._encoder_errors[key])
+            raise MissingWeightsError(self._encoder_errors[key])
         from extract import load_encoder
 
         rec = self.records[key]
@@ -469,7 +471,7 @@ class Predictor:
             if key in stored:
                 self._cache_groups[key] = store.group(key)
             else:
-                other = [k for k in stored if k.split("-")[0] == rec["name"] or k.startswith(rec["name"] + "-")]
+                other = [k for k in stored if k.rsplit("-", 1)[0] == rec["name"]]
                 self.cache_notes.append(f"{cache}: no frames of {key} (the model's {rec['name']} identity"
                                         + (f"; it holds {', '.join(sorted(other))}" if other else "")
                                         + "): computing them from audio")
@@ -558,14 +560,14 @@ class Predictor:
         res = ClipResult(clip_id=clip_id, path=path)
         frames: dict[str, np.ndarray] = {}
         duration = None
-        for key in self.records:
-            cid = self._cached(key, clip_id, path)
-            if cid is not None:
-                g = self._cache_groups[key]
-                frames[key] = g.read(cid)
-                duration = duration if duration is not None else float(g.clip(cid).duration)
-        todo = [k for k in self.records if k not in frames]
         try:
+            for key in self.records:
+                cid = self._cached(key, clip_id, path)
+                if cid is not None:
+                    g = self._cache_groups[key]
+                    frames[key] = g.read(cid)
+                    duration = duration if duration is not None else float(g.clip(cid).duration)
+            todo = [k for k in self.records if k not in frames]
             if todo:
                 if path is None:
                     raise PredictorError("the manifest row has no audio path (and the clip is not in the cache)")

@@ -301,6 +301,10 @@ def selection_figure(summary: pl.DataFrame, members: dict):
     lax.add_artist(leg2)
     lax.legend(handles=h3 + ([plt.Rectangle((0, 0), 1, 1, color="#fff2cc", label=f"top-{top} on both")]
                               if cuts else []), loc="upper left", bbox_to_anchor=(0.0, 0.3), fontsize=8)
+    left_out = [c for c in members["configs"] if c not in names]
+    if left_out:  # an undefined metric (NaN) has no place on the axes: say which ones are missing
+        lax.text(0.0, 0.12, "not shown (metric undefined):\n" + "\n".join(left_out), transform=lax.transAxes,
+                 va="top", ha="left", fontsize=8, color="0.3")
     what = f"{crit['level']}-level {crit['metric']} ({crit['axis']})"
     ax.set_xlabel(f"{dev}: {what}")
     ax.set_ylabel(f"{pam}: {what}")
