@@ -4,6 +4,8 @@
     mmmos extract     audio -> frozen encoders -> frame cache
     mmmos cache       show what a cache holds
     mmmos sweep       cache -> 16 head x loss configurations (models, predictions, metrics)
+    mmmos ensemble    ensemble strategies from a sweep's saved predictions (select_ensemble.py)
+    mmmos report      HTML report: Table III/IV, scatter plots, model selection, per-domain breakdown
     mmmos score       challenge metrics for a prediction file against labels
 """
 from __future__ import annotations
@@ -129,6 +131,18 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return sweep.run_cli(a)
 
 
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    import select_ensemble
+
+    return select_ensemble.run_cli(a)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from mmmos import report
+
+    return report.run_cli(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmmos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     except (ImportError, AttributeError):  # pragma: no cover - stage 2 not installed
         pass
     w.set_defaults(func=cmd_sweep)
+
+    en = sub.add_parser("ensemble", help="evaluate ensemble strategies from a finished sweep (seconds, no training)",
+                        description="Rank a sweep's configurations and evaluate the paper's ensemble strategies "
+                                    "(submitted, all, pam-top-K, dev-top-K, pam-top-1 or --members); writes the "
+                                    "Table IV layout, ensemble predictions, members and optionally an answer file.")
+    import select_ensemble
+
+    select_ensemble.add_arguments(en)
+    en.set_defaults(func=cmd_ensemble)
+
+    r = sub.add_parser("report", help="self-contained HTML report of a sweep and its ensembles")
+    from mmmos import report
+
+    report.add_arguments(r)
+    r.set_defaults(func=cmd_report)
     return p
 
 

@@ -288,7 +288,9 @@ def selection_figure(summary: pl.DataFrame, members: dict):
     # legends built from proxies: one for heads (markers), one for losses (colours)
     from matplotlib.lines import Line2D
 
-    h1 = [Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], ls="", color="0.3", markersize=7, label=g)
+    # two lines per entry: long encoder lists would run past the figure's edge
+    h1 = [Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], ls="", color="0.3", markersize=7,
+                 label=g.replace("+", "+\u200b").replace(" / ", "\nhead: "))
           for i, g in enumerate(groups)]
     h2 = [Line2D([], [], marker="o", ls="", color=cmap(i % 10), markersize=7, label=lo) for i, lo in enumerate(losses)]
     h3 = [Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", markersize=7,
