@@ -11,6 +11,7 @@ from pathlib import Path
 BENCHES = {  # name -> (module, function taking (out, args) and returning the markdown file)
     "extract": "bench.extract_bench",
     "sweep": "bench.sweep_bench",
+    "ensemble": "bench.ensemble_bench",
 }
 
 

@@ -97,26 +97,41 @@ def cmd_demo(a: argparse.Namespace) -> int:
     out = Path(a.out)
     corpus = out / "corpus"
     if not (corpus / "pam_dev.csv").is_file():
-        print(f"[1/3] writing the synthetic demo corpus to {corpus}", flush=True)
+        print(f"[1/5] writing the synthetic demo corpus to {corpus}", flush=True)
         make_demo_corpus(corpus, n_train=a.n_train, n_dev=a.n_dev, n_pam=a.n_pam, seed=a.seed)
     else:
-        print(f"[1/3] reusing the demo corpus in {corpus}", flush=True)
+        print(f"[1/5] reusing the demo corpus in {corpus}", flush=True)
     manifests = [str(corpus / f"{s}.csv") for s in ("train", "dev", "pam_dev")]
     store = str(out / "cache.zarr")
-    print("[2/3] extracting frames with the built-in encoders logmel (50 Hz) and logmel_slow (6.25 Hz)", flush=True)
+    print("[2/5] extracting frames with the built-in encoders logmel (50 Hz) and logmel_slow (6.25 Hz)", flush=True)
     rep = run_extract(ExtractConfig(manifests=manifests, store=store, encoders=["logmel", "logmel_slow"],
                                     progress=not a.no_progress))
     save_report(rep, store)
     print(format_report(rep, store), flush=True)
-    print("[3/3] training the 16 head x loss configurations from the cache", flush=True)
+    print("[3/5] training the 16 head x loss configurations from the cache", flush=True)
     sa = argparse.Namespace(
         store=store, run=str(out / "run"), train=manifests[0], dev=manifests[1], eval=[f"pam_dev={manifests[2]}"],
         data_root=None, sets="bienc=logmel,trienc=logmel+logmel_slow", ablation=False, only=None, heads=None,
         losses=None, epochs=a.epochs, patience=3, lr=a.lr, seed=42, crop=10.0, jobs=a.jobs, device="cpu", force=False,
         no_progress=a.no_progress)
     rc = sweep.run_cli(sa)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {out}/run (summary.md)")
-    return rc
+    if rc:
+        return rc
+    import select_ensemble
+    from mmmos.report import write_report
+
+    print("[4/5] ensembles from the saved predictions", flush=True)
+    run = out / "run"
+    select_ensemble.run_ensembles(run, answer=str(out / "answer.txt"), answer_set="pam_dev")
+    print((run / "ensembles" / "table_iv.md").read_text(), flush=True)
+    print("[5/5] report", flush=True)
+    report = write_report(run)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    print(f"  summary:     {run / 'summary.md'}")
+    print(f"  ensembles:   {run / 'ensembles' / 'table_iv.md'}")
+    print(f"  answer file: {out / 'answer.txt'}")
+    print(f"  report:      {report}")
+    return 0
 
 
 def cmd_score(a: argparse.Namespace) -> int:
