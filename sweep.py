@@ -313,6 +313,19 @@ def check_run_dir(run: Path, ident: dict, force: bool = False) -> None:
     f.write_text(json.dumps(ident, indent=2))
 
 
+_RUNTIME_ONLY = ("threads", "device")  # do not change what is learned
+
+
+def _same_config(d: Path, c: TrainConfig) -> bool:
+    try:
+        old = json.loads((d / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    new = json.loads(json.dumps(asdict(c), default=str))
+    return {k: v for k, v in old.items() if k not in _RUNTIME_ONLY} == \
+        {k: v for k, v in new.items() if k not in _RUNTIME_ONLY}
+
+
 def _worker(args):
     cfg, store, train, dev, evals, out, progress = args
     try:
@@ -354,9 +367,12 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
     for c in configs:
         d = run / "configs" / c.name
         if (d / "DONE").is_file() and not force:
-            results[c.name] = {"skipped": True}
-        else:
-            todo.append(c)
+            if _same_config(d, c):
+                results[c.name] = {"skipped": True}
+                continue
+            print(f"  {c.name}: settings changed since it was trained; training it again", file=sys.stderr)
+            (d / "DONE").unlink()
+        todo.append(c)
     if jobs > 1 and len(todo) > 1:
         import multiprocessing as mp
 

@@ -188,3 +188,13 @@ def test_eval_set_without_systems_reports_na(synth, tmp_path):
     sysrows = m.filter((pl.col("set") == "nosys") & (pl.col("level") == "system"))
     assert sysrows.height == 20 and sysrows["value"].is_nan().all() and (sysrows["n"] == 0).all()
     assert "n/a" in (tmp_path / "r" / "summary.md").read_text()
+
+
+def test_changed_settings_retrain_instead_of_skipping(synth, tmp_path):
+    _, store, sets = synth
+    tr, dv, ev = _labels(sets)
+    sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=1), store, tmp_path / "r", tr, dv, ev, progress=False)
+    same = sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=1), store, tmp_path / "r", tr, dv, ev, progress=False)
+    assert same == {"bienc-mlp-utmos": {"skipped": True}}
+    changed = sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=2), store, tmp_path / "r", tr, dv, ev, progress=False)
+    assert changed["bienc-mlp-utmos"]["config"]["epochs"] == 2
