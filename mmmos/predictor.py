@@ -493,7 +493,7 @@ class Predictor:
     def _as_stored(self, key: str, frames: np.ndarray) -> np.ndarray:
         """Frames rounded to the training cache's dtype, with the cache writer's checks."""
         name = self.records[key]["name"]
-        dtype = "float32"
+        dtype = self.records[key].get("dtype", "float16")
         if frames.ndim != 2 or frames.shape[0] == 0:
             raise PredictorError(f"{name} gave no frames")
         if not np.isfinite(frames).all():
