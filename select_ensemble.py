@@ -622,6 +622,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer", help="also write a challenge answer file (wavID,PQ,PC,CE,CU, no header)")
     p.add_argument("--answer-strategy", default="submitted", help="strategy for --answer (default submitted)")
     p.add_argument("--answer-set", help="set for --answer (default: the first evaluation set other than --dev-set)")
+    p.add_argument("--export", metavar="DIR",
+                   help="save an ensemble as a self-contained predictor folder for `mmmos predict --model DIR`")
+    p.add_argument("--export-strategy", default="submitted", help="strategy for --export (default submitted)")
 
 
 def run_cli(a: argparse.Namespace) -> int:
@@ -638,6 +641,18 @@ def run_cli(a: argparse.Namespace) -> int:
         if a.answer:
             answer = write_answer(result, a.answer_strategy, a.answer_set or default_answer_set(sweep, a.dev_set),
                                   a.answer)
+        exported = None
+        if getattr(a, "export", None):
+            from mmmos.predictor import PredictorError, export_predictor
+
+            chosen = result.members.get(a.export_strategy, {})
+            if "members" not in chosen:
+                raise ValueError(f"--export-strategy {a.export_strategy}: "
+                                 f"{chosen.get('unavailable', 'not among the evaluated strategies')}")
+            try:
+                exported = export_predictor(a.run_dir, chosen["members"], a.export)
+            except PredictorError as e:
+                raise ValueError(str(e)) from None
     except (ValueError, FileNotFoundError) as e:
         print(f"mmmos ensemble: error: {e}", file=sys.stderr)
         return 2
@@ -648,7 +663,8 @@ def run_cli(a: argparse.Namespace) -> int:
         print(f"{s}: " + (", ".join(m["members"]) if "members" in m else f"unavailable ({m['unavailable']})"))
     for n in result.notes:
         print(f"note: {n}")
-    print(f"\nwritten to {out} in {time.perf_counter() - t0:.1f} s" + (f"; answer file {answer}" if answer else ""))
+    print(f"\nwritten to {out} in {time.perf_counter() - t0:.1f} s" + (f"; answer file {answer}" if answer else "")
+          + (f"; predictor ({a.export_strategy}) exported to {exported}" if exported else ""))
     return 0
 
 

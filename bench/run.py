@@ -12,6 +12,7 @@ BENCHES = {  # name -> (module, function taking (out, args) and returning the ma
     "extract": "bench.extract_bench",
     "sweep": "bench.sweep_bench",
     "ensemble": "bench.ensemble_bench",
+    "predict": "bench.predict_bench",
 }
 
 

@@ -29,9 +29,23 @@ def encoder_class(name: str):
     return getattr(importlib.import_module(mod), cls)
 
 
+def parse_weights(items) -> dict[str, str]:
+    """``NAME=PATH`` command-line items (repeatable or comma-separated) -> {name: path}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(f"--weights expects NAME=PATH (e.g. wavlm=/models/wavlm-base-plus), got {part!r}")
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
 def load_encoder(name: str, weights=None, device: str | None = None, **options) -> FrameEncoder:
     """Build encoder ``name`` from local ``weights`` (a file or HF directory), frozen, in eval mode."""
     return encoder_class(name).from_weights(weights, device=select_device(device), **options)
 
 
-__all__ = ["ENCODERS", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "select_device", "sha256_file"]
+__all__ = ["ENCODERS", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "parse_weights", "select_device", "sha256_file"]

@@ -6,6 +6,7 @@
     mmmos sweep       cache -> 16 head x loss configurations (models, predictions, metrics)
     mmmos ensemble    ensemble strategies from a sweep's saved predictions (select_ensemble.py)
     mmmos report      HTML report: Table III/IV, scatter plots, model selection, per-domain breakdown
+    mmmos predict     PQ/PC/CE/CU for new audio with an exported ensemble
     mmmos score       challenge metrics for a prediction file against labels
 """
 from __future__ import annotations
@@ -16,16 +17,12 @@ from pathlib import Path
 
 
 def _parse_weights(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        for part in item.split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise SystemExit(f"--weights expects NAME=PATH (e.g. wavlm=/models/wavlm-base-plus), got {part!r}")
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
+    from extract import parse_weights
+
+    try:
+        return parse_weights(items)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def _parse_shard(s: str) -> tuple[int, int]:
@@ -87,6 +84,7 @@ def cmd_demo_data(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     """The whole job on built-in data: corpus -> extract -> sweep (-> ensemble -> report -> predict)."""
+    import json
     import time
 
     import sweep
@@ -97,18 +95,18 @@ def cmd_demo(a: argparse.Namespace) -> int:
     out = Path(a.out)
     corpus = out / "corpus"
     if not (corpus / "pam_dev.csv").is_file():
-        print(f"[1/5] writing the synthetic demo corpus to {corpus}", flush=True)
+        print(f"[1/6] writing the synthetic demo corpus to {corpus}", flush=True)
         make_demo_corpus(corpus, n_train=a.n_train, n_dev=a.n_dev, n_pam=a.n_pam, seed=a.seed)
     else:
-        print(f"[1/5] reusing the demo corpus in {corpus}", flush=True)
+        print(f"[1/6] reusing the demo corpus in {corpus}", flush=True)
     manifests = [str(corpus / f"{s}.csv") for s in ("train", "dev", "pam_dev")]
     store = str(out / "cache.zarr")
-    print("[2/5] extracting frames with the built-in encoders logmel (50 Hz) and logmel_slow (6.25 Hz)", flush=True)
+    print("[2/6] extracting frames with the built-in encoders logmel (50 Hz) and logmel_slow (6.25 Hz)", flush=True)
     rep = run_extract(ExtractConfig(manifests=manifests, store=store, encoders=["logmel", "logmel_slow"],
                                     progress=not a.no_progress))
     save_report(rep, store)
     print(format_report(rep, store), flush=True)
-    print("[3/5] training the 16 head x loss configurations from the cache", flush=True)
+    print("[3/6] training the 16 head x loss configurations from the cache", flush=True)
     sa = argparse.Namespace(
         store=store, run=str(out / "run"), train=manifests[0], dev=manifests[1], eval=[f"pam_dev={manifests[2]}"],
         data_root=None, sets="bienc=logmel,trienc=logmel+logmel_slow", ablation=False, only=None, heads=None,
@@ -120,17 +118,27 @@ def cmd_demo(a: argparse.Namespace) -> int:
     import select_ensemble
     from mmmos.report import write_report
 
-    print("[4/5] ensembles from the saved predictions", flush=True)
+    print("[4/6] ensembles from the saved predictions", flush=True)
     run = out / "run"
     select_ensemble.run_ensembles(run, answer=str(out / "answer.txt"), answer_set="pam_dev")
     print((run / "ensembles" / "table_iv.md").read_text(), flush=True)
-    print("[5/5] report", flush=True)
+    print("[5/6] report", flush=True)
     report = write_report(run)
+    print("[6/6] exporting the 'submitted' ensemble and scoring a few files with `mmmos predict`", flush=True)
+    from mmmos.predictor import Predictor, export_predictor, write_table
+
+    members = json.loads((run / "ensembles" / "members.json").read_text())["strategies"]["submitted"]["members"]
+    model = export_predictor(run, members, out / "model")
+    files = sorted((corpus / "PAM").rglob("*.wav"))[:5]
+    table = Predictor.load(model, device="cpu").predict_files(files)
+    write_table(table, out / "predictions.csv")
+    print(table.select("clip_id", "PQ", "PC", "CE", "CU", "error"))
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     print(f"  summary:     {run / 'summary.md'}")
     print(f"  ensembles:   {run / 'ensembles' / 'table_iv.md'}")
     print(f"  answer file: {out / 'answer.txt'}")
     print(f"  report:      {report}")
+    print(f"  model:       {model}   (try: mmmos predict FILE --model {model})")
     return 0
 
 
@@ -144,6 +152,12 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     import sweep
 
     return sweep.run_cli(a)
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from mmmos.predictor import run_predict
+
+    return run_predict(a)
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
@@ -238,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     select_ensemble.add_arguments(en)
     en.set_defaults(func=cmd_ensemble)
+
+    pr = sub.add_parser("predict", help="PQ/PC/CE/CU for audio files with an exported model",
+                        description="Score files, folders (recursive) or a manifest with a predictor folder written by "
+                                    "`mmmos ensemble RUN --export DIR`. Long audio is scored in windows whose scores "
+                                    "are averaged by their share of real audio. Bad files get an error row (exit 3).")
+    from mmmos.predictor import add_predict_arguments
+
+    add_predict_arguments(pr)
+    pr.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("report", help="self-contained HTML report of a sweep and its ensembles")
     from mmmos import report

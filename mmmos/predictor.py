@@ -417,8 +417,8 @@ class Predictor:
             try:
                 head.load_state_dict(sd, strict=True)
             except RuntimeError as e:
-                raise PredictorError(f"{d / m.get('file', name)}: weights do not fit the head {m['head_config']}: {e}") \
-                    from e
+                where = d / m.get("file", f"members/{name}.pt")
+                raise PredictorError(f"{where}: weights do not fit the head {m['head_config']}: {e}") from e
             head.eval()
             members.append(Member(name, head, np.asarray(m["z_mean"], np.float64), np.asarray(m["z_std"], np.float64),
                                   list(m["encoder_keys"]), m.get("grid_rate"), bool(m.get("clip_predictions", True))))
@@ -438,7 +438,7 @@ class Predictor:
         if rec.get("weights") is None and rec.get("sha256") is None:
             return None  # built in, weight-free
         raise MissingWeightsError(f"no weights for {name}: pass --weights {name}=PATH (the model was trained with "
-                             f"{rec.get('weights')}, sha256 {rec.get('sha256')})")
+                                  f"{rec.get('weights')}, sha256 {rec.get('sha256')})")
 
     def _encoder(self, key: str):
         if key in self._encoders:
@@ -587,9 +587,6 @@ class Predictor:
         in a background thread while the current one is scored."""
         from mmmos.audio import load_audio
 
-        def decode(path):
-            return load_audio(path)
-
         bar = None
         if progress:
             from tqdm import tqdm
@@ -602,7 +599,7 @@ class Predictor:
                         return None
                     cid, path = items[i]
                     needs_audio = path is not None and any(self._cached(k, cid, path) is None for k in self.records)
-                    return pool.submit(decode, path) if needs_audio else None
+                    return pool.submit(load_audio, path) if needs_audio else None
 
                 fut = submit(0)
                 for i, (cid, path) in enumerate(items):
@@ -711,7 +708,8 @@ def expand_inputs(inputs: Sequence[str], data_root: str | None = None) -> list[t
                 df = load_manifest(p, data_root=data_root)
             except ManifestError as e:
                 raise PredictorError(str(e)) from e
-            items.extend((str(c), (str(q) if q else None)) for c, q in zip(df["clip_id"].to_list(), df["path"].to_list()))
+            ids, paths = df["clip_id"].to_list(), df["path"].to_list()
+            items.extend((str(c), (str(q) if q else None)) for c, q in zip(ids, paths))
         else:
             items.append((str(inp), str(inp)))
     return items
@@ -719,16 +717,12 @@ def expand_inputs(inputs: Sequence[str], data_root: str | None = None) -> list[t
 
 def parse_weights(items: Sequence[str] | None) -> dict[str, str]:
     """``NAME=PATH`` items (repeatable or comma-separated), as ``mmmos extract --weights``."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        for part in item.split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise PredictorError(f"--weights expects NAME=PATH (e.g. wavlm=/models/wavlm-base-plus), got {part!r}")
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
+    from extract import parse_weights as parse
+
+    try:
+        return parse(items)
+    except ValueError as e:
+        raise PredictorError(str(e)) from None
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
