@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHES))
     ap.add_argument("--scale", type=float, default=0.25, help="sweep benchmark size as a fraction of the challenge data")
     ap.add_argument("--seconds", type=float, default=180.0, help="audio seconds for the extraction benchmark")
+    ap.add_argument("--predict-seconds", type=float, default=90.0, help="audio seconds for the predict benchmark")
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -33,13 +34,16 @@ def main(argv=None) -> int:
         if name == "extract":
             mod.run(out, a.seconds)
             mds.append(out / "extract.md")
+        elif name == "predict":
+            mds.append(mod.run(out, a.predict_seconds))
         elif name == "sweep":
             mod.run(out, a.scale, a.jobs)
             mds.append(out / f"sweep_scale{a.scale:g}.md")
         else:
             mds.append(mod.run(out))
         print(Path(mds[-1]).read_text(), flush=True)
-    index = ["# Benchmarks", ""] + [f"* [{p.name}]({p.name})" for p in mds]
+    # the index lists every report in the folder, also those of earlier runs with other --only
+    index = ["# Benchmarks", ""] + [f"* [{p.name}]({p.name})" for p in sorted(out.glob("*.md")) if p.name != "README.md"]
     (out / "README.md").write_text("\n".join(index) + "\n")
     return 0
 
