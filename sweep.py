@@ -490,18 +490,13 @@ def configs_from_args(a) -> list[TrainConfig]:
         cfgs = ablation_configs(tuple(sets["trienc"]))
     else:
         cfgs = paper_configs(_parse_sets(a.sets))
-    if a.heads:
-        hs = a.heads.split(",")
-        bad = [h for h in hs if h not in HEADS]
-        if bad:
-            raise SystemExit(f"unknown head(s) {', '.join(bad)}; valid: {', '.join(HEADS)}")
-        cfgs = [c for c in cfgs if c.head in hs]
-    if a.losses:
-        ls = a.losses.split(",")
-        bad = [x for x in ls if x not in LOSSES]
-        if bad:
-            raise SystemExit(f"unknown loss(es) {', '.join(bad)}; valid: {', '.join(LOSSES)}")
-        cfgs = [c for c in cfgs if c.loss in ls]
+    for attr, given, valid in (("head", a.heads, HEADS), ("loss", a.losses, LOSSES)):
+        if given:
+            wanted = given.split(",")
+            bad = [w for w in wanted if w not in valid]
+            if bad:
+                raise SystemExit(f"unknown {attr}(s) {', '.join(bad)}; valid: {', '.join(valid)}")
+            cfgs = [c for c in cfgs if getattr(c, attr) in wanted]
     if a.only:
         want = a.only.split(",")
         names = {c.name for c in cfgs}

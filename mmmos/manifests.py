@@ -301,15 +301,20 @@ def _check_field_count(path: Path, line: int, fields: list[str], header: list[st
 # --------------------------------------------------------------------------- loaders
 
 
-def _load_track2(path: Path, data_root: Path | None, split: str | None) -> pl.DataFrame:
-    rows: list[dict[str, Any]] = []
+def _header(path: Path):
+    """The CSV rows iterator past the header, the header names and their lower-case forms."""
     it = iter(_csv_rows(path))
     try:
         _, header = next(it)
     except StopIteration:
         raise ManifestError(path, "empty file (no header)") from None
     names = [h.strip() for h in header]
-    lower = [n.lower() for n in names]
+    return it, names, [n.lower() for n in names]
+
+
+def _load_track2(path: Path, data_root: Path | None, split: str | None) -> pl.DataFrame:
+    rows: list[dict[str, Any]] = []
+    it, names, lower = _header(path)
     for need in ("sample_id", "data_path"):
         if need not in lower:
             raise ManifestError(path, f"header lacks column {need!r}; got {','.join(names)}", 1)
@@ -410,13 +415,7 @@ def _load_plain_csv(
     path: Path, data_root: Path | None, split: str | None, default_split: str | None
 ) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
-    it = iter(_csv_rows(path))
-    try:
-        _, header = next(it)
-    except StopIteration:
-        raise ManifestError(path, "empty file (no header)") from None
-    names = [h.strip() for h in header]
-    lower = [n.lower() for n in names]
+    it, names, lower = _header(path)
     if "path" not in lower and "clip_id" not in lower:
         raise ManifestError(path, f"header lacks column 'path' (or 'clip_id'); got {','.join(names)}", 1)
     col = {n: lower.index(n) for n in ("path", "clip_id", "system", "domain", "split") if n in lower}
