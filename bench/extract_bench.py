@@ -26,6 +26,7 @@ def make_audio(out: Path, seconds: float, seed: int = 0) -> list[tuple[str, str]
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
+    out = out.resolve()  # manifests resolve relative paths against their own folder
     out.mkdir(parents=True, exist_ok=True)
     rows, total, i = [], 0.0, 0
     while total < seconds:
@@ -137,6 +138,8 @@ def run(out: Path, seconds: float = 180.0, batch: int = 8) -> dict:
             raise RuntimeError(f"bench phase {phase} failed:\n{p.stderr[-3000:]}")
         results[phase] = json.loads(line[0][7:])
     pipe, naive = results["pipelined"], results["naive"]
+    if pipe["failures"]:
+        raise RuntimeError(f"{pipe['failures']} clips failed; see {work / 'store_pipelined' / 'extract_failures.csv'}")
     audio = pipe["audio_seconds"]
     report = {
         "what": "extraction with full-size random-initialised WavLM Base+, MuQ-large, M2D ViT-Base (80x1001) on CPU",
