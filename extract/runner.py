@@ -77,6 +77,11 @@ class ExtractReport:
         return d
 
 
+def shard_suffix(shard: tuple[int, int]) -> str:
+    """Per-shard report names, so parallel workers on one store do not overwrite each other's."""
+    return "" if shard[1] <= 1 else f"-shard{shard[0]}of{shard[1]}"
+
+
 def shard_of(clip_id: str, count: int) -> int:
     return int(hashlib.sha1(clip_id.encode()).hexdigest()[:8], 16) % count
 
@@ -176,7 +181,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
 
     t_start = time.perf_counter()
     rep = ExtractReport()
-    fail_path = Path(cfg.store) / "extract_failures.csv"
+    fail_path = Path(cfg.store) / f"extract_failures{shard_suffix(cfg.shard)}.csv"
 
     def fail(cid, path, enc, stage, err):
         rep.failures.append(Failure(cid, path, enc, stage, str(err) or type(err).__name__))
@@ -332,14 +337,14 @@ def _write_failures(path: Path, failures: list[Failure]) -> None:
             w.writerow([x.clip_id, x.path or "", x.encoder, x.stage, x.error])
 
 
-def format_report(rep: ExtractReport, store: str) -> str:
+def format_report(rep: ExtractReport, store: str, shard: tuple[int, int] = (0, 1)) -> str:
     lines = [f"extracted {rep.clips_total} clips ({rep.audio_seconds:.1f} s of audio decoded) "
              f"in {rep.wall_seconds:.1f} s into {store}"]
     for name in rep.written:
         lines.append(f"  {name:8s} written {rep.written[name]:6d}  already cached {rep.skipped[name]:6d}  "
                      f"encoder time {rep.encoder_seconds[name]:.1f} s")
     if rep.failures:
-        lines.append(f"  {len(rep.failures)} failures (see {Path(store) / 'extract_failures.csv'}):")
+        lines.append(f"  {len(rep.failures)} failures (see {Path(store) / f'extract_failures{shard_suffix(shard)}.csv'}):")
         for x in rep.failures[:10]:
             lines.append(f"    {x.clip_id} [{x.encoder}/{x.stage}] {x.error}")
         if len(rep.failures) > 10:
@@ -347,6 +352,6 @@ def format_report(rep: ExtractReport, store: str) -> str:
     return "\n".join(lines)
 
 
-def save_report(rep: ExtractReport, store: str) -> None:
-    p = Path(store) / "extract_report.json"
+def save_report(rep: ExtractReport, store: str, shard: tuple[int, int] = (0, 1)) -> None:
+    p = Path(store) / f"extract_report{shard_suffix(shard)}.json"
     p.write_text(json.dumps(rep.to_json(), indent=2))

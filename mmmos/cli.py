@@ -51,8 +51,8 @@ def cmd_extract(a: argparse.Namespace) -> int:
         raise SystemExit("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
                          "from local files — see README 'Encoder weights')")
     rep = run_extract(cfg)
-    save_report(rep, a.store)
-    print(format_report(rep, a.store))
+    save_report(rep, a.store, cfg.shard)
+    print(format_report(rep, a.store, cfg.shard))
     return 3 if rep.failures else 0
 
 

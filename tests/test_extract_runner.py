@@ -212,3 +212,19 @@ def test_sigkill_then_resume_leaves_every_clip_complete_or_absent(tmp_path, back
     for cid, path in rows[:5]:
         w, _ = load_audio(path)
         np.testing.assert_array_equal(g.read(cid), enc.embed(w).astype(np.float16))
+
+
+def test_shards_partition_the_clips_into_one_store(tmp_path):
+    rows = []
+    for i in range(12):
+        p = tmp_path / f"s{i}.wav"
+        sf.write(p, _tone(16000, 1.0, f=200 + 50 * i), 16000)
+        rows.append((f"s{i}", str(p)))
+    man = _manifest(tmp_path / "m.csv", rows)
+    written = []
+    for k in range(3):
+        rep = run_extract(ExtractConfig(manifests=[man], store=str(tmp_path / "c"), encoders=["logmel"],
+                                        shard=(k, 3), progress=False))
+        written.append(rep.written["logmel"])
+    assert sum(written) == 12 and all(w < 12 for w in written)
+    assert sorted(open_store(tmp_path / "c").group("logmel").clip_ids()) == sorted(c for c, _ in rows)
