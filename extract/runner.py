@@ -43,7 +43,7 @@ class ExtractConfig:
     device: str | None = None  # None/"auto": cuda -> mps -> cpu
     precision: str = "auto"  # fp16 | fp32 | auto (fp16 on cuda, else fp32)
     store_dtype: str = "float16"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on a GPU; 1 on CPU, where stacking clips measured slower
     group_seconds: float = 120.0  # audio decoded ahead per group
     shard: tuple[int, int] = (0, 1)  # (index, count): this process takes clips whose id hashes to index
     limit: int | None = None
@@ -211,6 +211,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
 
     device = select_device(cfg.device)
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.startswith("cuda") else "fp32")
+    batch_size = cfg.batch_size or (1 if device == "cpu" else 8)
     t_load = time.perf_counter()
     encs: dict[str, FrameEncoder] = {}
     writers = {}
@@ -245,7 +246,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     for cid in pending:
         cur.append(cid)
         acc += durations[cid]
-        if acc >= cfg.group_seconds or len(cur) >= 4 * cfg.batch_size:
+        if acc >= cfg.group_seconds or len(cur) >= 4 * batch_size:
             groups.append(cur)
             cur, acc = [], 0.0
     if cur:
@@ -304,7 +305,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
                              f"clip of {len(audio[c][enc.sample_rate])} samples at {enc.sample_rate} Hz is shorter "
                              f"than one {name} frame (needs {enc.min_samples()})")
                     t = time.perf_counter()
-                    frames = embed_many(enc, need, cfg.batch_size, precision,
+                    frames = embed_many(enc, need, batch_size, precision,
                                         on_error=lambda c, e, n=name: fail(c, rows[c], n, "encode", f"{type(e).__name__}: {e}"))
                     rep.encoder_seconds[name] += time.perf_counter() - t
                     for cid, f in frames.items():

@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto",
                    help="encoder compute precision; auto = fp16 on cuda, else fp32 (part of the cache identity)")
     e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
-    e.add_argument("--batch-size", type=int, default=8, help="equal-shape encoder inputs per forward pass")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="equal-shape encoder inputs per forward pass (default: 8 on a GPU, 1 on CPU where batching "
+                        "measured slower)")
     e.add_argument("--shard", type=_parse_shard, default=(0, 1),
                    help="I/N: process only the clips whose id hashes to shard I of N (parallel workers, one store)")
     e.add_argument("--limit", type=int, help="only the first N clips (for a trial run)")
