@@ -23,6 +23,8 @@ DEV       ?= demo_out/corpus/dev.csv
 EVAL      ?= pam_dev=demo_out/corpus/pam_dev.csv
 JOBS      ?= 1
 SWEEP_ARGS ?=
+# make bench variables, e.g. BENCH_ARGS="--only sweep --scale 1"
+BENCH_ARGS ?=
 
 .PHONY: install demo test extract sweep bench clean
 
@@ -51,7 +53,7 @@ sweep: $(STAMP)
 		$(foreach e,$(EVAL),--eval $(e)) --jobs $(JOBS) $(SWEEP_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --out bench_out
+	$(BIN)/python -m bench.run --out bench_out $(BENCH_ARGS)
 
 clean:
 	rm -rf demo_out bench_out
