@@ -1,8 +1,9 @@
 """The extraction runner: manifest -> decoded audio -> frozen encoders -> cache.
 
-* Clips are sorted by duration and taken in groups; audio for the next group is
-  decoded (and resampled once per encoder rate) in a background thread while the
-  encoders run on the current one, and frames are written by another thread.
+* Clips are sorted by duration and taken in groups; each clip is decoded once and
+  resampled once per encoder rate.  With a GPU (or mps), the next group is decoded in a
+  background thread while the encoders run and frames are written by another thread;
+  on CPU both run in line, since extra threads only compete with torch's (measured).
 * Inside a group, encoder inputs of *identical* shape are stacked into batches
   (WavLM's GroupNorm and MuQ's convolutions see padding, so nothing is padded).
 * Clips already in the cache for the same encoder identity are skipped, so an
@@ -48,6 +49,7 @@ class ExtractConfig:
     shard: tuple[int, int] = (0, 1)  # (index, count): this process takes clips whose id hashes to index
     limit: int | None = None
     progress: bool = True
+    overlap: bool | None = None  # decode/write threads beside the encoders; None: on for GPU/mps, off on CPU
 
 
 @dataclass
@@ -268,54 +270,69 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
                 errs.append((cid, AudioError(f"{rows[cid]}: {type(e).__name__}: {e}")))
         return out, errs, time.perf_counter() - t
 
-    # writes go through one background thread so compression overlaps the encoders
-    wq: queue.Queue = queue.Queue(maxsize=64)
+    # With an accelerator, decoding the next group and writing frames run in background threads while
+    # the encoders work.  On CPU they would only compete with torch's own threads (measured slower), so
+    # they run in line there.
+    overlap = cfg.overlap if cfg.overlap is not None else device != "cpu"
     werr: list = []
 
-    def writer_loop():
-        while True:
-            item = wq.get()
-            if item is None:
-                break
-            name, cid, frames, dur = item
-            try:
-                writers[name].write(cid, frames, rows[cid], dur)
-                rep.written[name] += 1
-            except Exception as e:  # noqa: BLE001
-                werr.append(Failure(cid, rows[cid], name, "write", str(e)))
+    def write(item) -> None:
+        name, cid, frames, dur = item
+        try:
+            writers[name].write(cid, frames, rows[cid], dur)
+            rep.written[name] += 1
+        except Exception as e:  # noqa: BLE001 - reported, the run goes on
+            werr.append(Failure(cid, rows[cid], name, "write", str(e)))
 
-    wt = threading.Thread(target=writer_loop, daemon=True)
-    wt.start()
+    wq: queue.Queue = queue.Queue(maxsize=64)
+
+    def writer_loop():
+        while (item := wq.get()) is not None:
+            write(item)
+
+    wt = threading.Thread(target=writer_loop, daemon=True) if overlap else None
+    if wt:
+        wt.start()
+    emit = wq.put if overlap else write
     prog = _Progress(len(pending), cfg.progress and len(pending) > 0)
+    pool = ThreadPoolExecutor(max_workers=1) if overlap else None
+
+    def start(gi: int):
+        if gi >= len(groups):
+            return None
+        return pool.submit(decode, groups[gi]) if pool else groups[gi]
+
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(decode, groups[0]) if groups else None
-            for gi in range(len(groups)):
-                audio, errs, dt = fut.result()
-                rep.decode_seconds += dt
-                fut = pool.submit(decode, groups[gi + 1]) if gi + 1 < len(groups) else None
-                for cid, e in errs:
-                    fail(cid, rows[cid], "*", "decode", e)
-                for name, enc in encs.items():
-                    need = {c: a[enc.sample_rate] for c, a in audio.items() if c in todo[name]}
-                    short = [c for c, w in need.items() if len(w) < enc.min_samples()]
-                    for c in short:
-                        need.pop(c)
-                        fail(c, rows[c], name, "encode",
-                             f"clip of {len(audio[c][enc.sample_rate])} samples at {enc.sample_rate} Hz is shorter "
-                             f"than one {name} frame (needs {enc.min_samples()})")
-                    t = time.perf_counter()
-                    frames = embed_many(enc, need, batch_size, precision,
-                                        on_error=lambda c, e, n=name: fail(c, rows[c], n, "encode", f"{type(e).__name__}: {e}"))
-                    rep.encoder_seconds[name] += time.perf_counter() - t
-                    for cid, f in frames.items():
-                        wq.put((name, cid, f, audio[cid]["_dur"]))
-                for cid, a in audio.items():
-                    rep.audio_seconds += a["_dur"]
-                prog.update(len(groups[gi]), sum(a["_dur"] for a in audio.values()))
+        nxt = start(0)
+        for gi in range(len(groups)):
+            audio, errs, dt = nxt.result() if pool else decode(nxt)
+            rep.decode_seconds += dt
+            nxt = start(gi + 1)
+            for cid, e in errs:
+                fail(cid, rows[cid], "*", "decode", e)
+            for name, enc in encs.items():
+                need = {c: a[enc.sample_rate] for c, a in audio.items() if c in todo[name]}
+                short = [c for c, w in need.items() if len(w) < enc.min_samples()]
+                for c in short:
+                    need.pop(c)
+                    fail(c, rows[c], name, "encode",
+                         f"clip of {len(audio[c][enc.sample_rate])} samples at {enc.sample_rate} Hz is shorter "
+                         f"than one {name} frame (needs {enc.min_samples()})")
+                t = time.perf_counter()
+                frames = embed_many(enc, need, batch_size, precision,
+                                    on_error=lambda c, e, n=name: fail(c, rows[c], n, "encode", f"{type(e).__name__}: {e}"))
+                rep.encoder_seconds[name] += time.perf_counter() - t
+                for cid, f in frames.items():
+                    emit((name, cid, f, audio[cid]["_dur"]))
+            for cid, a in audio.items():
+                rep.audio_seconds += a["_dur"]
+            prog.update(len(groups[gi]), sum(a["_dur"] for a in audio.values()))
     finally:
-        wq.put(None)
-        wt.join()
+        if pool:
+            pool.shutdown(wait=True)
+        if wt:
+            wq.put(None)
+            wt.join()
         for w in writers.values():
             w.close()
         prog.close()

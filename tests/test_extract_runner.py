@@ -105,6 +105,22 @@ def test_bad_input_is_reported_and_good_clips_are_correct(bad_corpus, tmp_path, 
     assert np.isfinite(g.read("silent").astype(np.float32)).all()
 
 
+def test_background_threads_give_the_same_cache(bad_corpus, tmp_path):
+    _, man = bad_corpus
+    reps = {}
+    for overlap in (False, True):
+        reps[overlap] = run_extract(ExtractConfig(manifests=[man], store=str(tmp_path / f"c{overlap}"),
+                                                  encoders=["logmel", "logmel_slow"], overlap=overlap, progress=False))
+    assert reps[True].written == reps[False].written
+    assert sorted((f.clip_id, f.encoder) for f in reps[True].failures) == \
+        sorted((f.clip_id, f.encoder) for f in reps[False].failures)
+    for name in ("logmel", "logmel_slow"):
+        a, b = open_store(tmp_path / "cFalse").group(name), open_store(tmp_path / "cTrue").group(name)
+        assert a.clip_ids() == b.clip_ids()
+        for cid in a.clip_ids():
+            np.testing.assert_array_equal(a.read(cid), b.read(cid))
+
+
 def test_resume_skips_done_clips(bad_corpus, tmp_path):
     _, man = bad_corpus
     cfg = ExtractConfig(manifests=[man], store=str(tmp_path / "c"), encoders=["logmel"], progress=False)
