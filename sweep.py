@@ -381,9 +381,12 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
             c.threads = c.threads or threads
         ctx = mp.get_context("spawn")
         with ctx.Pool(jobs) as pool:
-            # chunks of 4 keep one head's four losses in one worker, which then reads its features once
+            # heaviest first (frame heads, then BLSTMs) so no worker is left with a long tail; each worker
+            # memoises the features it has read, so configurations sharing encoders read the cache once per worker
+            cost = {"blstm_t": 0, "blstm_h": 1}
+            todo = sorted(todo, key=lambda c: cost.get(c.head, 2))
             it = pool.imap_unordered(_worker, [(c, store, train, dev, evals, run / "configs" / c.name, False)
-                                               for c in todo], chunksize=4 if len(todo) >= 4 * jobs else 1)
+                                               for c in todo])
             for name, res, err in it:
                 results[name] = res if err is None else {"error": err}
                 print(f"  {name}: {'done' if err is None else 'FAILED ' + err.splitlines()[0]}", file=sys.stderr)
