@@ -37,13 +37,15 @@ def l2n(x: np.ndarray) -> np.ndarray:
 def grid_pool(frames: np.ndarray, rate: float, grid_rate: float, k: int) -> np.ndarray:
     """Mean of an encoder's frames over each of the first ``k`` grid steps, float32 ``(k, dim)``."""
     t = len(frames)
-    f32 = frames.astype(np.float32)
     if math.isclose(rate, grid_rate):
-        return f32[:k]
+        return frames[:k].astype(np.float32)
     ratio = rate / grid_rate
     starts = np.minimum(np.floor(np.arange(k) * ratio + 1e-9).astype(np.int64), t - 1)
     ends = np.clip(np.ceil((np.arange(k) + 1) * ratio - 1e-9).astype(np.int64), starts + 1, t)
-    csum = np.concatenate([np.zeros((1, f32.shape[1]), np.float64), np.cumsum(f32, axis=0, dtype=np.float64)])
+    if np.array_equal(ends[:-1], starts[1:]):  # contiguous steps (integer ratios): one pass, no copy
+        sums = np.add.reduceat(frames[: ends[-1]], starts, axis=0, dtype=np.float32)
+        return sums / (ends - starts)[:, None].astype(np.float32)
+    csum = np.concatenate([np.zeros((1, frames.shape[1]), np.float64), np.cumsum(frames, axis=0, dtype=np.float64)])
     return ((csum[ends] - csum[starts]) / (ends - starts)[:, None]).astype(np.float32)
 
 
@@ -81,7 +83,7 @@ class FeatureBank:
             for j, g in enumerate(groups):
                 x = g.read(cid)
                 self._nframes[i, j] = len(x)
-                m = x.astype(np.float32).mean(axis=0)
+                m = x.mean(axis=0, dtype=np.float32)
                 self.full[i, col : col + len(m)] = l2n(m)
                 col += len(m)
                 if i in long_set:
