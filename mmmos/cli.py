@@ -1,5 +1,6 @@
 """``mmmos`` command line.  Sub-commands mirror the pipeline stages:
 
+    mmmos demo        the whole job end to end on the built-in demo corpus
     mmmos demo-data   write the synthetic demo corpus (audio + manifests)
     mmmos extract     audio -> frozen encoders -> frame cache
     mmmos cache       show what a cache holds
