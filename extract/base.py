@@ -79,30 +79,34 @@ def load_checkpoint(path: str | os.PathLike, allow: tuple = ()) -> dict:
         raise EncoderLoadError(f"{path}: cannot load checkpoint safely ({e})") from e
 
 
+def key_mismatch(expected: dict[str, tuple], got: dict[str, tuple]) -> str | None:
+    """What differs between two ``{key: shape}`` maps (missing, unexpected, shapes), or None."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    bad_shape = sorted(k for k in set(expected) & set(got) if tuple(expected[k]) != tuple(got[k]))
+    if not (missing or unexpected or bad_shape):
+        return None
+
+    def show(keys):
+        return ", ".join(keys[:6]) + (f" … (+{len(keys) - 6})" if len(keys) > 6 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys [{show(missing)}]")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys [{show(unexpected)}]")
+    if bad_shape:
+        parts.append(f"{len(bad_shape)} shape mismatches ["
+                     + ", ".join(f"{k}: file {tuple(got[k])} vs model {tuple(expected[k])}" for k in bad_shape[:4]) + "]")
+    return "; ".join(parts)
+
+
 def strict_load(module, state_dict: dict, source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names the file and the keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    bad_shape = sorted(
-        k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape)
-    )
-    if missing or unexpected or bad_shape:
-        def show(keys):
-            return ", ".join(keys[:6]) + (f" … (+{len(keys) - 6})" if len(keys) > 6 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys [{show(missing)}]")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys [{show(unexpected)}]")
-        if bad_shape:
-            parts.append(
-                f"{len(bad_shape)} shape mismatches ["
-                + ", ".join(f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in bad_shape[:4])
-                + "]"
-            )
-        raise EncoderLoadError(f"{source}: weights do not match the architecture: " + "; ".join(parts))
+    problem = key_mismatch({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                           {k: tuple(v.shape) for k, v in state_dict.items()})
+    if problem:
+        raise EncoderLoadError(f"{source}: weights do not match the architecture: {problem}")
     module.load_state_dict(state_dict, strict=True)
 
 

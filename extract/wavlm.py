@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, tiled_chunks
+from .base import EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks
 
 SAMPLE_RATE = 16000
 MAX_CHUNK_FRAMES = 1500  # 30 s at 50 Hz: SPEC caps chunks at 30 s (attention memory ~ T^2)
@@ -278,18 +278,9 @@ def _check_original_keys(model, sd: dict, conv_norm: str, source: str) -> None:
         expected.pop("post_extract_proj.weight", None)
         expected.pop("post_extract_proj.bias", None)
     got = {_legacy_name(k): tuple(v.shape) for k, v in sd.items()}  # one weight-norm spelling
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    bad = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    if missing or unexpected or bad:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys [{', '.join(missing[:6])}]")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys [{', '.join(unexpected[:6])}]")
-        if bad:
-            parts.append("shape mismatches [" + ", ".join(f"{k}: file {got[k]} vs model {expected[k]}" for k in bad[:4]) + "]")
-        raise EncoderLoadError(f"{source}: weights do not match the WavLM architecture of its cfg: " + "; ".join(parts))
+    problem = key_mismatch(expected, got)
+    if problem:
+        raise EncoderLoadError(f"{source}: weights do not match the WavLM architecture of its cfg: {problem}")
 
 
 # ----------------------------------------------------------------------------------
