@@ -93,6 +93,9 @@ def _select(labels: LabelSet, store, encoders: list[str], need_labels: bool, log
 
     groups = [store.group(e) for e in encoders]
     df = labels.table.unique(subset="clip_id", keep="first", maintain_order=True)
+    if df.height < labels.table.height:
+        log.append(f"{labels.name}: {labels.table.height - df.height} rows repeat an earlier clip id and are "
+                   f"ignored (the first row of each id is used)")
     ids = df["clip_id"].to_list()
     in_cache = [c for c in ids if all(c in g for g in groups)]
     if len(in_cache) < len(ids):
