@@ -8,7 +8,7 @@
 """
 from .store import (BACKENDS, CacheError, CacheStore, ClipInfo, EncoderGroup, EncoderInfo, GroupWriter, clip_key,
                     identity_key, open_store)
-from .timing import crop_mean, frame_range, random_crop_start
+from .timing import crop_mean, frame_range
 
 __all__ = ["BACKENDS", "CacheError", "CacheStore", "ClipInfo", "EncoderGroup", "EncoderInfo", "GroupWriter",
-           "clip_key", "crop_mean", "frame_range", "identity_key", "open_store", "random_crop_start"]
+           "clip_key", "crop_mean", "frame_range", "identity_key", "open_store"]

@@ -30,11 +30,4 @@ def frame_range(t0: float, duration: float, frame_rate: float, n_frames: int) ->
 
 def crop_mean(frames: np.ndarray, a: int, b: int) -> np.ndarray:
     """Mean of frames ``[a, b)`` in float32 (fp16 storage is summed in float32)."""
-    return frames[a:b].astype(np.float32).mean(axis=0)
-
-
-def random_crop_start(duration: float, crop_seconds: float, rng: np.random.Generator) -> float:
-    """Start of a uniformly random crop; 0 for clips no longer than the crop."""
-    if duration <= crop_seconds:
-        return 0.0
-    return float(rng.uniform(0.0, duration - crop_seconds))
+    return frames[a:b].mean(axis=0, dtype=np.float32)

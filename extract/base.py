@@ -13,7 +13,6 @@ batch chunks of *equal shape* from many clips without ever padding them:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -198,7 +197,3 @@ class FrameEncoder:
     def min_samples(self) -> int:
         """Shortest input that yields at least one frame."""
         return 1
-
-
-def frames_for_duration(seconds: float, frame_rate: float) -> int:
-    return int(math.floor(seconds * frame_rate))
