@@ -17,8 +17,8 @@ SIZES = {"dev": 450, "pam_dev": 450, "test": 3100}
 
 
 def make_sweep(root: Path, seed: int = 0) -> Path:
-    import sweep
-    from mmmos.metrics import evaluate
+    from mmmos import sweep
+    from mmmos.core.metrics import evaluate
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -52,7 +52,7 @@ def make_sweep(root: Path, seed: int = 0) -> Path:
 
 
 def run(out: Path) -> Path:
-    import select_ensemble
+    from mmmos import ensemble as select_ensemble
 
     run_dir = make_sweep(out / "ensemble_work")
     times = []

@@ -46,7 +46,7 @@ def make_audio(out: Path, seconds: float, seed: int = 0) -> list[tuple[str, str]
 
 
 def make_weights(out: Path) -> dict[str, str]:
-    from extract import m2d, muq_encoder, wavlm
+    from mmmos.extract import m2d, muq_encoder, wavlm
 
     w = {}
     if not (out / "wavlm").exists():
@@ -65,11 +65,11 @@ def _du(path: Path) -> int:
 
 
 def phase_pipelined(manifest: str, weights: dict, store: str, batch: int | None) -> dict:
-    from extract.runner import ExtractConfig, run_extract
+    from mmmos.extract.runner import ExtractConfig, run_extract
 
     rep = run_extract(ExtractConfig(manifests=[manifest], store=store, encoders=["wavlm", "muq", "m2d"],
                                     weights=weights, batch_size=batch, progress=False))
-    from cache_store import open_store
+    from mmmos.cache_store import open_store
 
     st = open_store(store)
     sizes = {i.name: _du(Path(store) / "encoders" / i.key) for i in st.encoders()}
@@ -80,9 +80,9 @@ def phase_pipelined(manifest: str, weights: dict, store: str, batch: int | None)
 def phase_naive(manifest: str, weights: dict, store: str) -> dict:
     import polars as pl
 
-    import extract
-    from cache_store import open_store
-    from mmmos.audio import load_audio, resample
+    from mmmos import extract
+    from mmmos.cache_store import open_store
+    from mmmos.core.audio import load_audio, resample
 
     t0 = time.perf_counter()
     encs = {n: extract.load_encoder(n, weights[n]) for n in ("wavlm", "muq", "m2d")}

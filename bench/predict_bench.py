@@ -15,11 +15,11 @@ AXES = ("PQ", "PC", "CE", "CU")
 def make_predictor(out: Path, weights: dict[str, str]) -> Path:
     import torch
 
-    import extract
-    from cache_store import identity_key
-    from extract.runner import _encoder_identity
-    from heads import build_head
-    from mmmos.predictor import export_predictor
+    from mmmos import extract
+    from mmmos.cache_store import identity_key
+    from mmmos.extract.runner import _encoder_identity
+    from mmmos.heads import build_head
+    from mmmos.app.predictor import export_predictor
 
     idents, keys, dim = [], [], 0
     for name in ("wavlm", "muq", "m2d"):
@@ -41,7 +41,7 @@ def make_predictor(out: Path, weights: dict[str, str]) -> Path:
 
 def run(out: Path, seconds: float = 90.0) -> Path:
     from bench.extract_bench import make_audio, make_weights
-    from mmmos.predictor import Predictor
+    from mmmos.app.predictor import Predictor
 
     work = out / "predict_work"
     weights = make_weights(out / "extract_work" / "weights")

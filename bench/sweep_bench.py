@@ -26,7 +26,7 @@ ENCS = {"wavlm": (16000, 50.0, 768, 499), "muq": (24000, 25.0, 1024, 250), "m2d"
 def make_cache(root: Path, n_train: int, n_dev: int, seed: int = 0):
     import polars as pl
 
-    from cache_store import open_store
+    from mmmos.cache_store import open_store
 
     rng = np.random.default_rng(seed)
     st = open_store(root / "cache.zarr", create=True)
@@ -60,7 +60,7 @@ def make_cache(root: Path, n_train: int, n_dev: int, seed: int = 0):
 
 def encoder_seconds_per_clip(weights: dict[str, str], n: int = 2) -> dict[str, float]:
     """Forward time of each full-size encoder on one 10-s crop (fp32, this CPU)."""
-    import extract
+    from mmmos import extract
     out = {}
     rng = np.random.default_rng(0)
     for name, (sr, *_rest) in ENCS.items():
@@ -78,7 +78,7 @@ def encoder_seconds_per_clip(weights: dict[str, str], n: int = 2) -> dict[str, f
 def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = None) -> dict:
     import polars as pl
 
-    import sweep
+    from mmmos import sweep
 
     out.mkdir(parents=True, exist_ok=True)
     work = out / f"sweep_work_{scale:g}"

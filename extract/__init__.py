@@ -14,11 +14,11 @@ from .base import EncoderLoadError, FrameEncoder, select_device, sha256_file
 
 # name -> "module:Class"; each class has ``from_weights(weights, device=None, **options)``
 ENCODERS: dict[str, str] = {
-    "logmel": "extract.logmel:LogMelEncoder",
-    "logmel_slow": "extract.logmel:LogMelSlowEncoder",
-    "wavlm": "extract.wavlm:WavLMEncoder",
-    "muq": "extract.muq_encoder:MuQEncoder",
-    "m2d": "extract.m2d:M2DEncoder",
+    "logmel": "mmmos.extract.logmel:LogMelEncoder",
+    "logmel_slow": "mmmos.extract.logmel:LogMelSlowEncoder",
+    "wavlm": "mmmos.extract.wavlm:WavLMEncoder",
+    "muq": "mmmos.extract.muq_encoder:MuQEncoder",
+    "m2d": "mmmos.extract.m2d:M2DEncoder",
 }
 
 

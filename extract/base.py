@@ -167,7 +167,7 @@ class FrameEncoder:
 
     def identity_key(self) -> str:
         """The cache folder name for this encoder (see ``cache_store.identity_key``)."""
-        from cache_store import identity_key
+        from mmmos.cache_store import identity_key
 
         return identity_key(self.identity())
 

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from cache_store import open_store
+from mmmos.cache_store import open_store
 
 from . import load_encoder
 from .base import FrameEncoder
+from .precision import _encoder_identity, _forward, cache_key, resolve_precision  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -86,28 +87,6 @@ def shard_suffix(shard: tuple[int, int]) -> str:
 
 def shard_of(clip_id: str, count: int) -> int:
     return int(hashlib.sha1(clip_id.encode()).hexdigest()[:8], 16) % count
-
-
-def _encoder_identity(enc: FrameEncoder, precision: str) -> dict:
-    ident = enc.identity()
-    ident["config"] = {**ident.get("config", {}), "compute_precision": precision}
-    return ident
-
-
-def cache_key(enc: FrameEncoder, precision: str = "fp32", store_dtype: str = "float16") -> str:
-    """The cache folder (``encoders/<key>``) that ``run_extract`` writes this encoder's frames to."""
-    from cache_store import identity_key
-
-    return identity_key({**_encoder_identity(enc, precision), "dtype": store_dtype})
-
-
-def _forward(enc: FrameEncoder, x: np.ndarray, precision: str) -> np.ndarray:
-    if precision == "fp16" and str(enc.device).startswith("cuda"):
-        import torch
-
-        with torch.autocast(device_type="cuda", dtype=torch.float16):
-            return np.asarray(enc.forward_batch(x), dtype=np.float32)
-    return np.asarray(enc.forward_batch(x), dtype=np.float32)
 
 
 def embed_many(enc: FrameEncoder, waves: dict[str, np.ndarray], batch_size: int, precision: str = "fp32",
@@ -178,8 +157,8 @@ class _Progress:
 
 
 def run_extract(cfg: ExtractConfig) -> ExtractReport:
-    from mmmos.audio import AudioError, audio_info, load_audio, resample
-    from mmmos.manifests import load_manifest
+    from mmmos.core.audio import AudioError, audio_info, load_audio, resample
+    from mmmos.core.manifests import load_manifest
 
     t_start = time.perf_counter()
     rep = ExtractReport()
@@ -209,10 +188,10 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     rep.clips_total = len(rows)
 
     store = open_store(cfg.store, backend=cfg.backend, create=True)
-    from extract import select_device
+    from mmmos.extract import select_device
 
     device = select_device(cfg.device)
-    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.startswith("cuda") else "fp32")
+    precision = resolve_precision(cfg.precision, device)
     batch_size = cfg.batch_size or (1 if device == "cpu" else 8)
     t_load = time.perf_counter()
     encs: dict[str, FrameEncoder] = {}

@@ -1,5 +1,5 @@
 import sys
 
-from mmmos.cli import main
+from mmmos.app.cli import main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cache_store import open_store
+from mmmos.cache_store import open_store
 
 ENCS = {"encA": (50.0, 12), "encB": (6.25, 6)}
 

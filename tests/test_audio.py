@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from mmmos.audio import (
+from mmmos.core.audio import (
     AudioError,
     audio_info,
     is_silent,

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from cache_store import CacheError, frame_range, open_store
+from mmmos.cache_store import CacheError, frame_range, open_store
 
 
 def _ident(name="enc", dim=8, rate=50.0, sha="abc"):

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from scipy import signal, stats
 
-from mmmos.demo_data import DEGRADATIONS, PAM_SYSTEMS, TRAIN_SYSTEMS, degrade, make_demo_corpus
-from mmmos.manifests import AXES, COLUMNS, infer_system, load_manifest, validate_manifest
+from mmmos.app.demo_data import DEGRADATIONS, PAM_SYSTEMS, TRAIN_SYSTEMS, degrade, make_demo_corpus
+from mmmos.core.manifests import AXES, COLUMNS, infer_system, load_manifest, validate_manifest
 
 
 @pytest.fixture(scope="module")

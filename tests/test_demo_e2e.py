@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import select_ensemble  # noqa: E402
-import sweep  # noqa: E402
-from extract.runner import ExtractConfig, run_extract  # noqa: E402
-from mmmos.demo_data import make_demo_corpus  # noqa: E402
-from mmmos.scoring import score  # noqa: E402
+from mmmos import ensemble as select_ensemble  # noqa: E402
+from mmmos import sweep  # noqa: E402
+from mmmos.extract.runner import ExtractConfig, run_extract  # noqa: E402
+from mmmos.app.demo_data import make_demo_corpus  # noqa: E402
+from mmmos.app.scoring import score  # noqa: E402
 
 SETS = {"bienc": ("logmel",), "trienc": ("logmel", "logmel_slow")}
 NAMES = ["trienc-mlp-utmos", "trienc-blstm_h-contrastive", "trienc-blstm_t-dcq", "bienc-mlp-ccc"]

@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 from scipy import stats
 
-import select_ensemble as se
-from mmmos.manifests import read_answer_file
-from mmmos.metrics import evaluate
-from mmmos.scoring import score
+from mmmos import ensemble as se
+from mmmos.core.manifests import read_answer_file
+from mmmos.core.metrics import evaluate
+from mmmos.app.scoring import score
 
 AXES = ("PQ", "PC", "CE", "CU")
 

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-import extract
-from cache_store import open_store
-from extract.runner import ExtractConfig, embed_many, run_extract
-from mmmos.audio import load_audio, resample
+from mmmos import extract
+from mmmos.cache_store import open_store
+from mmmos.extract.runner import ExtractConfig, embed_many, run_extract
+from mmmos.core.audio import load_audio, resample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_batched_equals_one_at_a_time():
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from extract import m2d, muq_encoder, wavlm
+    from mmmos.extract import m2d, muq_encoder, wavlm
 
     d = tmp_path_factory.mktemp("w")
     return {"wavlm": str(wavlm.write_random_checkpoint(d / "wavlm", "tiny")),
@@ -173,7 +173,7 @@ def test_tiny_real_encoders_through_the_runner(tmp_path, tiny_weights):
 def test_bad_weights_fail_that_encoder_only(tmp_path, tiny_weights):
     import torch
 
-    from extract.wavlm import write_random_checkpoint
+    from mmmos.extract.wavlm import write_random_checkpoint
 
     sf.write(tmp_path / "a.wav", _tone(16000, 2.0), 16000)
     man = _manifest(tmp_path / "m.csv", [("a", str(tmp_path / "a.wav"))])

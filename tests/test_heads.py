@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-import heads
-from heads import HEADS, build_head, build_head_from_config
+from mmmos import heads
+from mmmos.heads import HEADS, build_head, build_head_from_config
 
 D = 12  # tiny feature size
 SMALL = {  # tiny hyperparameters so every test stays fast

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import losses
-from losses import LOSSES, get_loss
+from mmmos import losses
+from mmmos.losses import LOSSES, get_loss
 
 # ---------------------------------------------------------------------------
 # Independent references: plain python loops over items and ordered pairs.

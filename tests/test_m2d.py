@@ -9,9 +9,9 @@ import pytest
 import scipy.signal
 import torch
 
-import extract
-from extract.base import EncoderLoadError
-from extract.m2d import (
+from mmmos import extract
+from mmmos.extract.base import EncoderLoadError
+from mmmos.extract.m2d import (
     LOG_EPS,
     LogMelFrontEnd,
     M2DEncoder,

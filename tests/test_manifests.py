@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mmmos.manifests import (
+from mmmos.core.manifests import (
     AXES,
     COLUMNS,
     SCHEMA,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from mmmos.metrics import (
+from mmmos.core.metrics import (
     ALL_AXES,
     AXES,
     LEVELS,

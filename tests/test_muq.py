@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-import extract
-from extract import EncoderLoadError
-from extract.muq_encoder import chunk_plan, write_random_checkpoint
+from mmmos import extract
+from mmmos.extract import EncoderLoadError
+from mmmos.extract.muq_encoder import chunk_plan, write_random_checkpoint
 
 SR = 24000
 
@@ -85,7 +85,7 @@ def test_missing_or_misshaped_weights_are_errors(ckpt, tmp_path):
         extract.load_encoder("muq", d, device="cpu")
 
     # a WavLM checkpoint is not a MuQ checkpoint
-    from extract.wavlm import write_random_checkpoint as wavlm_ckpt
+    from mmmos.extract.wavlm import write_random_checkpoint as wavlm_ckpt
 
     w = wavlm_ckpt(tmp_path / "wavlm", fmt="hf-safetensors")
     with pytest.raises(EncoderLoadError, match="not a MuQ config"):

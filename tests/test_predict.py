@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-import sweep
-from cache_store import frame_range, identity_key, open_store
-from extract import load_encoder
-from extract.runner import ExtractConfig, run_extract
-from mmmos.demo_data import make_demo_corpus
-from mmmos.predictor import (MissingWeightsError, Predictor, PredictorError, WeightsMismatchError,
+from mmmos import sweep
+from mmmos.cache_store import frame_range, identity_key, open_store
+from mmmos.extract import load_encoder
+from mmmos.extract.runner import ExtractConfig, run_extract
+from mmmos.app.demo_data import make_demo_corpus
+from mmmos.app.predictor import (MissingWeightsError, Predictor, PredictorError, WeightsMismatchError,
                              add_predict_arguments, export_predictor, plan_windows, read_predictor_spec, run_predict)
 
 AXES = ["PQ", "PC", "CE", "CU"]
@@ -358,8 +358,8 @@ def test_output_formats_and_usage_errors(run, tmp_path, capsys):
 
 # -- encoder weights ------------------------------------------------------------------------------------
 def test_a_model_refuses_weights_with_another_sha256(tmp_path, capsys):
-    from extract.wavlm import write_random_checkpoint
-    from heads import build_head
+    from mmmos.extract.wavlm import write_random_checkpoint
+    from mmmos.heads import build_head
 
     ck = write_random_checkpoint(tmp_path / "wavlm_a", "tiny", seed=0)
     other = write_random_checkpoint(tmp_path / "wavlm_b", "tiny", seed=1)

@@ -17,7 +17,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ensemble import RANKING, make_fake_sweep  # noqa: E402
 
-from mmmos import report  # noqa: E402
+from mmmos.app import report  # noqa: E402
 
 AXES = ("PQ", "PC", "CE", "CU")
 

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from mmmos.manifests import read_answer_file, write_answer_file
-from mmmos.metrics import ALL_AXES, AXES, LEVELS, METRICS, evaluate
-from mmmos.scoring import main_score, read_predictions, read_truth, score, write_metrics
+from mmmos.core.manifests import read_answer_file, write_answer_file
+from mmmos.core.metrics import ALL_AXES, AXES, LEVELS, METRICS, evaluate
+from mmmos.app.scoring import main_score, read_predictions, read_truth, score, write_metrics
 
 HAND_ANSWER = (
     "audiomos2025-track2-sys0001-utt0001,7.5,3,6.25,5.0\n"

@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).parent))
-import sweep  # noqa: E402
-from cache_store import CacheError, open_store  # noqa: E402
-from mmmos.features import FeatureBank, grid_pool  # noqa: E402
+from mmmos import sweep  # noqa: E402
+from mmmos.cache_store import CacheError, open_store  # noqa: E402
+from mmmos.cache_store.features import FeatureBank, grid_pool  # noqa: E402
 from synthetic_cache import make_synthetic  # noqa: E402
 
 SETS = {"bienc": ("encA",), "trienc": ("encA", "encB")}

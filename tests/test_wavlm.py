@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import extract
-from extract import EncoderLoadError
-from extract.wavlm import parse_conv_layers, write_random_checkpoint
+from mmmos import extract
+from mmmos.extract import EncoderLoadError
+from mmmos.extract.wavlm import parse_conv_layers, write_random_checkpoint
 
 SR = 16000
 

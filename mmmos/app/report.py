@@ -50,9 +50,9 @@ class ReportInputs:
 
 
 def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> ReportInputs:
-    import select_ensemble
-    import sweep as sweep_mod
-    from mmmos.scoring import read_truth
+    from mmmos import ensemble as select_ensemble
+    from mmmos import sweep as sweep_mod
+    from mmmos.app.scoring import read_truth
 
     if not (run / "configs").is_dir():
         raise FileNotFoundError(f"{run}: not a sweep directory (no configs/ folder)")
@@ -96,7 +96,7 @@ def _joined(pred: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
 
 
 def _srcc(p: np.ndarray, y: np.ndarray) -> float:
-    from mmmos.metrics import UndefinedMetricWarning, srcc
+    from mmmos.core.metrics import UndefinedMetricWarning, srcc
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)

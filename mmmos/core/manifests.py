@@ -70,7 +70,7 @@ from typing import Any, Iterable
 import numpy as np
 import polars as pl
 
-from mmmos.audio import AUDIO_EXTENSIONS
+from mmmos.core.audio import AUDIO_EXTENSIONS
 
 __all__ = [
     "AXES",

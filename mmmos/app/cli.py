@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def _parse_weights(items: list[str] | None) -> dict[str, str]:
-    from extract import parse_weights
+    from mmmos.extract import parse_weights
 
     try:
         return parse_weights(items)
@@ -36,7 +36,7 @@ def _parse_shard(s: str) -> tuple[int, int]:
 
 
 def cmd_extract(a: argparse.Namespace) -> int:
-    from extract.runner import ExtractConfig, format_report, run_extract, save_report
+    from mmmos.extract.runner import ExtractConfig, format_report, run_extract, save_report
 
     cfg = ExtractConfig(
         manifests=a.manifest, store=a.store, encoders=[e for e in a.encoders.split(",") if e],
@@ -58,7 +58,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
 
 
 def cmd_cache(a: argparse.Namespace) -> int:
-    from cache_store import open_store
+    from mmmos.cache_store import open_store
 
     st = open_store(a.store)
     print(f"{a.store}: {st.backend} cache")
@@ -73,7 +73,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(a: argparse.Namespace) -> int:
-    from mmmos.demo_data import make_demo_corpus
+    from mmmos.app.demo_data import make_demo_corpus
 
     info = make_demo_corpus(a.out, n_train=a.n_train, n_dev=a.n_dev, n_pam=a.n_pam, seed=a.seed)
     print(f"demo corpus written to {a.out}")
@@ -88,9 +88,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     import json
     import time
 
-    import sweep
-    from extract.runner import ExtractConfig, format_report, run_extract, save_report
-    from mmmos.demo_data import make_demo_corpus
+    from mmmos import sweep
+    from mmmos.extract.runner import ExtractConfig, format_report, run_extract, save_report
+    from mmmos.app.demo_data import make_demo_corpus
 
     t0 = time.perf_counter()
     out = Path(a.out)
@@ -116,8 +116,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     rc = sweep.run_cli(sa)
     if rc:
         return rc
-    import select_ensemble
-    from mmmos.report import write_report
+    from mmmos import ensemble as select_ensemble
+    from mmmos.app.report import write_report
 
     print("[4/6] ensembles from the saved predictions", flush=True)
     run = out / "run"
@@ -126,7 +126,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print("[5/6] report", flush=True)
     report = write_report(run)
     print("[6/6] exporting the 'submitted' ensemble and scoring a few files with `mmmos predict`", flush=True)
-    from mmmos.predictor import Predictor, export_predictor, write_table
+    from mmmos.app.predictor import Predictor, export_predictor, write_table
 
     members = json.loads((run / "ensembles" / "members.json").read_text())["strategies"]["submitted"]["members"]
     model = export_predictor(run, members, out / "model")
@@ -144,31 +144,31 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from mmmos.scoring import run_score
+    from mmmos.app.scoring import run_score
 
     return run_score(a)
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    import sweep
+    from mmmos import sweep
 
     return sweep.run_cli(a)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from mmmos.predictor import run_predict
+    from mmmos.app.predictor import run_predict
 
     return run_predict(a)
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
-    import select_ensemble
+    from mmmos import ensemble as select_ensemble
 
     return select_ensemble.run_cli(a)
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from mmmos import report
+    from mmmos.app import report
 
     return report.run_cli(a)
 
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="challenge metrics of predictions against labels")
     try:
-        from mmmos.scoring import add_score_arguments
+        from mmmos.app.scoring import add_score_arguments
 
         add_score_arguments(s)
     except ImportError:  # pragma: no cover
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="train head x loss configurations from a cache")
     try:
-        import sweep
+        from mmmos import sweep
 
         sweep.add_arguments(w)
     except (ImportError, AttributeError):  # pragma: no cover - stage 2 not installed
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Rank a sweep's configurations and evaluate the paper's ensemble strategies "
                                     "(submitted, all, pam-top-K, dev-top-K, pam-top-1 or --members); writes the "
                                     "Table IV layout, ensemble predictions, members and optionally an answer file.")
-    import select_ensemble
+    from mmmos import ensemble as select_ensemble
 
     select_ensemble.add_arguments(en)
     en.set_defaults(func=cmd_ensemble)
@@ -260,13 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Score files, folders (recursive) or a manifest with a predictor folder written by "
                                     "`mmmos ensemble RUN --export DIR`. Long audio is scored in windows whose scores "
                                     "are averaged by their share of real audio. Bad files get an error row (exit 3).")
-    from mmmos.predictor import add_predict_arguments
+    from mmmos.app.predictor import add_predict_arguments
 
     add_predict_arguments(pr)
     pr.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("report", help="self-contained HTML report of a sweep and its ensembles")
-    from mmmos import report
+    from mmmos.app import report
 
     report.add_arguments(r)
     r.set_defaults(func=cmd_report)

@@ -295,7 +295,7 @@ class Member:
         window when the clip is within ``window``)."""
         import torch
 
-        from mmmos.features import FeatureBank
+        from mmmos.cache_store.features import FeatureBank
 
         groups = [_MemoryGroup(infos[k], frames[k], duration) for k in self.encoder_keys]
         bank = FeatureBank(groups, ["clip"], window, self.head.needs_frames, self.grid_rate)
@@ -374,7 +374,7 @@ class Predictor:
         self.records: dict[str, dict] = {k: spec["encoders"][k] for m in members for k in m.encoder_keys}
         self.infos = {k: _Info(r["name"], float(r["frame_rate"]), int(r["dim"])) for k, r in self.records.items()}
         self.key_of = {r["name"]: k for k, r in self.records.items()}
-        from extract import select_device
+        from mmmos.extract import select_device
 
         self.device = select_device(device)
         unused = sorted(set(weights) - set(self.key_of))
@@ -405,7 +405,7 @@ class Predictor:
         """Load a predictor folder.  ``weights`` maps encoder names to local weights (files or HF
         folders); ``device`` runs the encoders (None/"auto": cuda -> mps -> cpu).  With ``cache``,
         an encoder whose weights are unavailable is an error only for clips not in the cache."""
-        from heads import build_head_from_config
+        from mmmos.heads import build_head_from_config
 
         d = Path(model_dir)
         spec = read_predictor_spec(d)
@@ -445,7 +445,7 @@ class Predictor:
             return self._encoders[key]
         if key in self._encoder_errors:
             raise MissingWeightsError(self._encoder_errors[key])
-        from extract import load_encoder
+        from mmmos.extract import load_encoder
 
         rec = self.records[key]
         path = self._weights_for(key)
@@ -463,7 +463,7 @@ class Predictor:
 
     # -- cache -----------------------------------------------------------------------------
     def _open_cache(self, cache: str | os.PathLike) -> None:
-        from cache_store import open_store
+        from mmmos.cache_store import open_store
 
         store = open_store(cache)
         stored = {i.key for i in store.encoders()}
@@ -505,8 +505,8 @@ class Predictor:
         return out
 
     def _frames_from_wave(self, wave: np.ndarray, sr: int, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        from extract.runner import embed_many
-        from mmmos.audio import resample
+        from mmmos.extract.runner import embed_many
+        from mmmos.core.audio import resample
 
         out, at_rate = {}, {}
         for key in keys:
@@ -585,7 +585,7 @@ class Predictor:
     def predict_items(self, items: Sequence[tuple[str, str | None]], progress: bool = False) -> Iterator[ClipResult]:
         """Score ``(clip_id, path)`` items one by one, in order; audio of the next item is decoded
         in a background thread while the current one is scored."""
-        from mmmos.audio import load_audio
+        from mmmos.core.audio import load_audio
 
         bar = None
         if progress:
@@ -622,7 +622,7 @@ class Predictor:
 
 
 def _error_text(e: BaseException) -> str:
-    from mmmos.audio import AudioError
+    from mmmos.core.audio import AudioError
 
     if isinstance(e, (AudioError, PredictorError)):
         return str(e)
@@ -698,7 +698,7 @@ def expand_inputs(inputs: Sequence[str], data_root: str | None = None) -> list[t
     ``.tsv``, ``.json``, ``.jsonl`` or ``.ndjson`` file is read with ``load_manifest``; anything
     else (a missing path too) is taken as an audio file whose clip id is the path as written,
     so a bad one becomes an error row."""
-    from mmmos.manifests import ManifestError, load_manifest
+    from mmmos.core.manifests import ManifestError, load_manifest
 
     items: list[tuple[str, str | None]] = []
     for inp in inputs:
@@ -717,7 +717,7 @@ def expand_inputs(inputs: Sequence[str], data_root: str | None = None) -> list[t
 
 def parse_weights(items: Sequence[str] | None) -> dict[str, str]:
     """``NAME=PATH`` items (repeatable or comma-separated), as ``mmmos extract --weights``."""
-    from extract import parse_weights as parse
+    from mmmos.extract import parse_weights as parse
 
     try:
         return parse(items)

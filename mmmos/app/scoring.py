@@ -21,8 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mmmos.manifests import load_manifest, read_answer_file, write_answer_file
-from mmmos.metrics import AXES, Evaluation, UndefinedMetricWarning, evaluate, format_markdown
+from mmmos.core.manifests import load_manifest, read_answer_file, write_answer_file
+from mmmos.core.metrics import AXES, Evaluation, UndefinedMetricWarning, evaluate, format_markdown
 
 __all__ = [
     "add_score_arguments",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cache_store import frame_range
+from mmmos.cache_store import frame_range
 
 EPS = 1e-8
 

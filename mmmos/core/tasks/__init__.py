@@ -1,0 +1,103 @@
+"""Tasks as data: the registry every stage asks what it is predicting.
+
+A :class:`Task` names its axes (in file and API order), the score range, the label columns of each list
+format, the answer-file layout, how a clip's system id and domain are derived, and what "composite" means.
+Nothing outside this package spells an axis name: heads size their outputs from ``len(task.axes)``, metrics,
+scoring, ensembles, reports and predict iterate over ``task.axes``, and clamping uses ``task.score_range``.
+
+Adding a task is one module defining a ``Task`` plus one line in :data:`TASKS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mmmos.core.errors import UserError
+
+#: The default task of every command and of records written before tasks were recorded.
+DEFAULT_TASK = "track2"
+COMPOSITE = "composite"
+
+
+@dataclass(frozen=True)
+class AnswerLayout:
+    """A challenge answer file: ``id,<axis>,...`` per line, no header."""
+
+    header_id: str = "wavID"       # the id column's name (used in messages and a tolerated header line)
+    decimals: int | None = None    # None: shortest exact float repr; else fixed decimals
+    strip_suffix: str = ""         # removed from ids when written (e.g. ".wav")
+    sort_ids: bool = False         # sorted by id instead of input order
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one challenge task predicts and how its files look (see the module doc)."""
+
+    name: str
+    title: str
+    axes: tuple[str, ...]
+    axis_titles: dict[str, str]                    # axis -> long name (plots, help)
+    score_range: tuple[float, float]
+    # per list format: header/field name (lower case) -> axis
+    label_columns: dict[str, dict[str, str]]
+    answer: AnswerLayout
+    system_of: Callable[[str | None, str | None], str | None]   # (clip_id, path) -> system id
+    domain_of: Callable[[str | None, str | None], str | None]   # (clip_id, path) -> domain
+    domains: tuple[str, ...] = ()
+    composite_of: tuple[str, ...] | None = None    # axes averaged into "composite"; None: all axes
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_axes(self) -> int:
+        return len(self.axes)
+
+    @property
+    def composite_axes(self) -> tuple[str, ...]:
+        return self.composite_of or self.axes
+
+    @property
+    def all_axes(self) -> tuple[str, ...]:
+        """The axes followed by ``composite`` (the rows of every metrics table)."""
+        return self.axes + (COMPOSITE,)
+
+    @property
+    def lo(self) -> float:
+        return self.score_range[0]
+
+    @property
+    def hi(self) -> float:
+        return self.score_range[1]
+
+    def axis_of_header(self, fmt: str, name: str) -> str | None:
+        """The axis a column called ``name`` holds in list format ``fmt`` (case-insensitive), or None."""
+        return self.label_columns.get(fmt, {}).get(name.strip().lower())
+
+
+def _track2() -> Task:
+    from mmmos.core.tasks.track2 import TRACK2
+
+    return TRACK2
+
+
+# name -> loader of the Task (modules import lazily; one line per task)
+TASKS: dict[str, Callable[[], Task]] = {
+    "track2": _track2,
+}
+
+
+class UnknownTaskError(UserError):
+    pass
+
+
+def get_task(name: str | Task | None = None) -> Task:
+    """The registered task ``name`` (``None``: :data:`DEFAULT_TASK`); a Task passes through."""
+    if isinstance(name, Task):
+        return name
+    name = name or DEFAULT_TASK
+    try:
+        return TASKS[name]()
+    except KeyError:
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+__all__ = ["AnswerLayout", "COMPOSITE", "DEFAULT_TASK", "TASKS", "Task", "UnknownTaskError", "get_task"]
