@@ -1,216 +1,68 @@
-"""The challenge scorer: read predictions and labels, compute the 32 metrics (+ composite), report.
+"""The challenge scorer: read predictions and labels, compute every registered metric per axis and
+for the composite at utterance and system level, and report.
 
-``mmmos score --pred FILE --truth FILE [--out FILE]`` is wired by ``mmmos.cli`` through
-:func:`add_score_arguments` and :func:`run_score`; :func:`main_score` runs it stand-alone.
-
-Predictions are read from an answer file (``wavID,PQ,PC,CE,CU`` with no header, the challenge
-submission format), a CSV with a header (an id column ``clip_id``/``wavID``/``sample_id`` plus
-``PQ, PC, CE, CU``) or a Parquet table with the same columns. Labels (and system ids) are read with
-:func:`mmmos.manifests.load_manifest`, so every manifest format the toolkit knows works as truth;
-tables keyed by ``clip_id`` (Parquet, or CSV without a path column) are read as they are.
+``mmmos score --pred FILE --truth FILE [--out FILE] [--task NAME]`` is wired by ``mmmos.app.cli`` through
+:func:`add_arguments` and :func:`run_cli` (which raises :class:`~mmmos.core.errors.UserError` on bad input);
+:func:`main_score` runs it stand-alone. File reading lives in :mod:`mmmos.core.truth`: predictions are an
+answer file (``wavID,<axes>`` without header), a headed CSV or a Parquet table; labels are any manifest the
+toolkit reads or a ``clip_id`` table. Axes come from the task (default ``track2``).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
+from mmmos.core.errors import EXIT_USER, UserError
+from mmmos.core.tasks import DEFAULT_TASK, TASKS, Task, get_task
 
-from mmmos.core.manifests import load_manifest, read_answer_file, write_answer_file
-from mmmos.core.metrics import AXES, Evaluation, UndefinedMetricWarning, evaluate, format_markdown
+if TYPE_CHECKING:
+    import polars as pl
+
+    from mmmos.core.metrics import Evaluation
 
 __all__ = [
+    "add_arguments",
     "add_score_arguments",
-    "is_answer_text",
     "main_score",
     "read_answer_file",
     "read_predictions",
     "read_truth",
+    "run_cli",
     "run_score",
     "score",
     "write_answer_file",
     "write_metrics",
 ]
 
-ID_COLUMNS: tuple[str, ...] = ("clip_id", "wavID", "sample_id")
-"""Accepted names (case-insensitive) of the clip id column in headed prediction tables."""
 
-AXIS_ALIASES: dict[str, tuple[str, ...]] = {
-    "PQ": ("PQ", "Production_Quality"),
-    "PC": ("PC", "Production_Complexity"),
-    "CE": ("CE", "Content_Enjoyment"),
-    "CU": ("CU", "Content_Usefulness"),
-}
+class ScoreError(UserError, ValueError):
+    """A bad ``mmmos score`` option (e.g. an --out extension)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Answer files: ``wavID,PQ,PC,CE,CU``, no header. Reading and writing live in mmmos.manifests
-# (read_answer_file / write_answer_file); here only the check that tells them from headed CSVs.
-# ---------------------------------------------------------------------------------------------
+def __getattr__(name: str):
+    """Readers re-exported lazily (they import polars): ``read_truth``, ``read_predictions``, answer files."""
+    if name in ("read_truth", "read_predictions", "is_answer_text", "ID_COLUMNS"):
+        from mmmos.core import truth
+
+        return getattr(truth, name)
+    if name in ("read_answer_file", "write_answer_file"):
+        from mmmos.core import manifests
+
+        return getattr(manifests, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return path.read_text(encoding="utf-8-sig")  # tolerate a UTF-8 BOM
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-
-
-def _first_content_line(text: str) -> str | None:
-    for line in text.splitlines():
-        if line.strip():
-            return line
-    return None
-
-
-def is_answer_line(line: str) -> bool:
-    """True when ``line`` is data: an id followed by four numbers (so not a header)."""
-    parts = line.rsplit(",", 4)  # from the right: the id may be a quoted path with commas
-    if len(parts) != 5 or not parts[0].strip().strip('"'):
-        return False
-    try:
-        [float(x) for x in parts[1:]]
-    except ValueError:
-        return False
-    return True
-
-
-def is_answer_text(text: str) -> bool:
-    """True when the first non-blank line is data (id and four numbers), i.e. there is no header."""
-    first = _first_content_line(text)
-    return first is not None and is_answer_line(first)
-
-
-# ---------------------------------------------------------------------------------------------
-# Predictions and truth
-# ---------------------------------------------------------------------------------------------
-
-
-def _find_column(df: pl.DataFrame, names: Sequence[str]) -> str | None:
-    lower = {c.lower(): c for c in df.columns}
-    for n in names:
-        if n.lower() in lower:
-            return lower[n.lower()]
-    return None
-
-
-def _standardise(df: pl.DataFrame, path: Path, *, labels_may_be_null: bool, keep_system: bool) -> pl.DataFrame:
-    """Select and type ``clip_id, [system,] PQ, PC, CE, CU`` from a headed table; strict checks."""
-    id_col = _find_column(df, ID_COLUMNS)
-    if id_col is None:
-        raise ValueError(f"{path}: no clip id column (one of {list(ID_COLUMNS)}); columns are {df.columns}")
-    axis_cols = {}
-    for axis, aliases in AXIS_ALIASES.items():
-        col = _find_column(df, aliases)
-        if col is None:
-            raise ValueError(f"{path}: no {axis} column (one of {list(aliases)}); columns are {df.columns}")
-        axis_cols[axis] = col
-    if df.height == 0:
-        raise ValueError(f"{path}: no rows")
-    if df[id_col].null_count():
-        raise ValueError(f"{path}: {df[id_col].null_count()} rows have an empty clip id")
-
-    out = df.select(
-        pl.col(id_col).cast(pl.String).alias("clip_id"),
-        *([pl.col("system").cast(pl.String)] if keep_system and "system" in df.columns else []),
-        *[pl.col(c).alias(a) for a, c in axis_cols.items()],
-    )
-    for axis in AXES:
-        raw = out[axis]
-        values = raw.cast(pl.Float64, strict=False)
-        unparsable = out.filter(values.is_null() & raw.is_not_null())
-        if unparsable.height:
-            bad = unparsable.select("clip_id", axis).row(0)
-            raise ValueError(f"{path}: column {axis!r} has {unparsable.height} non-numeric values (e.g. {bad[0]!r}: {bad[1]!r})")
-        out = out.with_columns(values.alias(axis))
-        if not labels_may_be_null:
-            bad_mask = out[axis].is_null() | ~out[axis].is_finite().fill_null(False)
-            if bad_mask.any():
-                first = out.filter(bad_mask)["clip_id"][0]
-                raise ValueError(f"{path}: column {axis!r} has {int(bad_mask.sum())} missing or non-finite scores (first: {first!r})")
-    dup = out["clip_id"].filter(out["clip_id"].is_duplicated()).unique(maintain_order=True)
-    if dup.len():
-        raise ValueError(f"{path}: {dup.len()} clip ids occur more than once (first: {dup[0]!r})")
-    return out
-
-
-def read_predictions(path: str | Path) -> pl.DataFrame:
-    """Read predictions as ``clip_id, PQ, PC, CE, CU`` (Float64).
-
-    Parquet by extension; otherwise text: an answer file when the first non-blank line is data
-    (id + 4 numbers), else a CSV whose header has an id column (``clip_id``/``wavID``/``sample_id``)
-    and the four axes (short names or the Track 2 long names). Extra columns are ignored.
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        return _standardise(pl.read_parquet(path), path, labels_may_be_null=False, keep_system=False)
-    text = _read_text(path)
-    if _first_content_line(text) is None:
-        raise ValueError(f"{path}: empty prediction file")
-    if is_answer_text(text):
-        return read_answer_file(path)
-    try:
-        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
-    except pl.exceptions.PolarsError as e:
-        raise ValueError(f"{path}: not an answer file and not a readable CSV ({e})") from None
-    return _standardise(df, path, labels_may_be_null=False, keep_system=False)
-
-
-def _csv_header(path: Path) -> list[str]:
-    first = _first_content_line(_read_text(path)) or ""
-    return [h.strip().strip('"').lower() for h in first.split(",")]
-
-
-def read_truth(path: str | Path, data_root: str | Path | None = None) -> pl.DataFrame:
-    """Read labels as ``clip_id, system, PQ, PC, CE, CU`` (labels may be null; system may be null).
-
-    Manifests (Track 2 and combined lists, AES rating JSONL, plain CSV with a ``path`` column) go
-    through :func:`mmmos.manifests.load_manifest`, which also derives the system id (the ``sys…``
-    token of Track 2 ids, the PAM generator folder). Tables keyed by ``clip_id`` (Parquet, or a CSV
-    with ``clip_id`` and no ``path``/``data_path`` column, as the toolkit writes them) are read as they
-    are, with their ``system`` column if any. Duplicated clip ids are an error.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix.lower() == ".parquet":
-        df = pl.read_parquet(path)
-    elif path.is_file() and path.suffix.lower() not in (".jsonl", ".ndjson", ".json") and _is_clip_table(path):
-        df = pl.read_csv(io.BytesIO(_read_text(path).encode("utf-8")), infer_schema=False)
-    else:
-        df = load_manifest(path, data_root=data_root)
-    out = _standardise(df, path, labels_may_be_null=True, keep_system=True)
-    if "system" not in out.columns:
-        out = out.with_columns(pl.lit(None, dtype=pl.String).alias("system"))
-    return out.select("clip_id", "system", *AXES)
-
-
-def _is_clip_table(path: Path) -> bool:
-    """A headed CSV keyed by clip_id that is not a manifest (no path/data_path column)."""
-    header = _csv_header(path)
-    return "clip_id" in header and "path" not in header and "data_path" not in header
-
-
-# ---------------------------------------------------------------------------------------------
-# Scoring and the CLI
-# ---------------------------------------------------------------------------------------------
-
-
-def write_metrics(table: pl.DataFrame, path: str | Path) -> Path:
+def write_metrics(table: "pl.DataFrame", path: str | Path) -> Path:
     """Write a long metrics table as CSV or Parquet, chosen by the file extension."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: metrics output must end in .csv or .parquet")
+        raise ScoreError(f"{path}: metrics output must end in .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         table.write_csv(path)
@@ -226,31 +78,38 @@ def score(
     *,
     set_name: str | None = None,
     data_root: str | Path | None = None,
-) -> Evaluation:
+    task: str | Task | None = None,
+) -> "Evaluation":
     """Score a prediction file against a truth file; optionally write the long metrics table to ``out``.
 
-    ``set_name`` defaults to the truth file's stem.
+    ``set_name`` defaults to the truth file's stem; ``task`` to ``track2``.
     """
-    pred = read_predictions(pred_path)
-    truth = read_truth(truth_path, data_root=data_root)
-    result = evaluate(pred, truth, set_name=set_name or Path(truth_path).stem)
+    from mmmos.core.metrics import evaluate
+    from mmmos.core.truth import read_predictions, read_truth
+
+    tk = get_task(task)
+    pred = read_predictions(pred_path, task=tk)
+    truth = read_truth(truth_path, data_root=data_root, task=tk)
+    result = evaluate(pred, truth, set_name=set_name or Path(truth_path).stem, task=tk)
     if out is not None:
         write_metrics(result.table, out)
     return result
 
 
-def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``mmmos score`` options to ``parser``."""
     parser.add_argument(
         "--pred", required=True, type=Path,
-        help="predictions: answer file 'wavID,PQ,PC,CE,CU' without header, a CSV with a header "
-        "(clip_id or wavID column + PQ,PC,CE,CU), or a Parquet table with those columns",
+        help="predictions: an answer file 'wavID,<axes>' without header, a CSV with a header "
+        "(clip_id or wavID column + the task's axes), or a Parquet table with those columns",
     )
     parser.add_argument(
         "--truth", required=True, type=Path,
         help="labels: a Track 2 or combined list, AES rating JSONL (labels = mean of ratings), a CSV "
-        "manifest, or a Parquet table (clip_id, [system,] PQ, PC, CE, CU); system ids come from it",
+        "manifest, or a Parquet table (clip_id, [system,] <axes>); system ids come from it",
     )
+    parser.add_argument("--task", default=DEFAULT_TASK, choices=sorted(TASKS),
+                        help="what the files score (axes, composite); default %(default)s")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the metrics in long form (set, level, axis, metric, value, n); .csv or .parquet")
     parser.add_argument("--set-name", default=None, help="name of the set in the output (default: truth file stem)")
@@ -262,23 +121,33 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def run_score(args: argparse.Namespace) -> int:
-    """Run ``mmmos score``: print counts, warnings and the metric grids; 0 ok, 1 strict mismatch, 2 error."""
+add_score_arguments = add_arguments
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``mmmos score``: print counts, warnings and the metric grids; 0 ok, 1 strict mismatch.
+
+    Bad options and unreadable or malformed files raise :class:`UserError` (the CLI prints one line, exit 2).
+    """
+    from mmmos.core.metrics import UndefinedMetricWarning, format_markdown
+
     if args.out is not None and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
-        print(f"mmmos score: error: --out {args.out} must end in .csv or .parquet", file=sys.stderr)
-        return 2
-    try:
-        with warnings.catch_warnings():
-            # These are collected in Evaluation.notes and printed below with the counts.
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            result = score(args.pred, args.truth, args.out, set_name=args.set_name, data_root=args.data_root)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"mmmos score: error: {e}", file=sys.stderr)
-        return 2
+        raise ScoreError(f"--out {args.out} must end in .csv or .parquet")
+    task = get_task(getattr(args, "task", None))
+    with warnings.catch_warnings():
+        # These are collected in Evaluation.notes and printed below with the counts.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        try:
+            result = score(args.pred, args.truth, args.out, set_name=args.set_name, data_root=args.data_root,
+                           task=task)
+        except UserError:
+            raise
+        except ValueError as e:  # evaluate(): e.g. no shared clip ids - about these files, so the user's
+            raise ScoreError(f"{args.pred} vs {args.truth}: {e}") from None
     print(f"predictions: {args.pred}\ntruth:       {args.truth}")
     print("\n".join(result.summary_lines()))
     print()
-    print(format_markdown(result.table, digits=args.digits), end="")
+    print(format_markdown(result.table, digits=args.digits, task=task), end="")
     if args.out is not None:
         print(f"\nmetrics written to {args.out}")
     if args.strict and (result.missing_in_pred or result.missing_in_truth):
@@ -287,14 +156,23 @@ def run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_score(args: argparse.Namespace) -> int:
+    """:func:`run_cli` for callers that expect a status: a UserError prints one line and gives 2."""
+    try:
+        return run_cli(args)
+    except UserError as e:
+        print(f"mmmos score: error: {e}", file=sys.stderr)
+        return EXIT_USER
+
+
 def main_score(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point: parse ``argv`` and run :func:`run_score`."""
     parser = argparse.ArgumentParser(
         prog="mmmos score",
-        description="Score predictions against labels: MSE, LCC, SRCC, KTAU per axis (PQ, PC, CE, CU) and "
-        "for their mean (composite), at utterance and system level.",
+        description="Score predictions against labels: every registered metric (MSE, LCC, SRCC, KTAU) per axis "
+        "and for the composite, at utterance and system level.",
     )
-    add_score_arguments(parser)
+    add_arguments(parser)
     return run_score(parser.parse_args(argv))
 
 

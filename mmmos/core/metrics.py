@@ -1,9 +1,14 @@
-"""Challenge metrics for the four quality axes (PQ, PC, CE, CU) and their composite.
+"""Challenge metrics for a task's axes and their composite, and the metric vocabulary.
 
-Per axis and for the composite (mean of the four axes per clip) the AudioMOS 2025 Track 2 metrics are
-MSE, LCC (Pearson), SRCC (Spearman) and KTAU (Kendall tau-b), each at utterance level and at system
-level (predictions and labels averaged per system id, equal weight per clip, then the same metrics over
-the system means).
+Per axis and for the composite (mean of the task's composite axes per clip) the metrics of
+:data:`METRIC_REGISTRY` (MSE, LCC = Pearson, SRCC = Spearman, KTAU = Kendall tau-b) are computed at
+utterance level and at system level (predictions and labels averaged per system id, equal weight per
+clip, then the same metrics over the system means). Every consumer (ranking, Table III/IV, report,
+scoring) takes metric names and directions from the registry; adding a metric is one line there.
+
+Results do not depend on row order: clips are scored in clip-id order and system means are exact
+(``math.fsum``) sums over each system's clips, so equal system means compare equal and identical inputs
+give bit-identical metrics however their rows are shuffled.
 
 The metric functions are thin wrappers over numpy/scipy so the numbers equal scipy's exactly; what they
 add is a defined answer for degenerate input: constant input or fewer than two pairs gives NaN with an
@@ -22,11 +27,16 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-AXES: tuple[str, ...] = ("PQ", "PC", "CE", "CU")
-COMPOSITE = "composite"
-ALL_AXES: tuple[str, ...] = AXES + (COMPOSITE,)
-METRICS: tuple[str, ...] = ("MSE", "LCC", "SRCC", "KTAU")
+from mmmos.core.errors import UserError
+from mmmos.core.tasks import COMPOSITE, Task, get_task
+
+_DEFAULT_TASK = get_task()
+#: The default task's axes (compatibility aliases; new code asks ``get_task(name).axes``).
+AXES: tuple[str, ...] = _DEFAULT_TASK.axes
+ALL_AXES: tuple[str, ...] = _DEFAULT_TASK.all_axes
 LEVELS: tuple[str, ...] = ("utterance", "system")
+#: Short level names used in wide table columns (``{set}/utt_SRCC``).
+LEVEL_SHORT: dict[str, str] = {"utterance": "utt", "system": "sys"}
 
 #: Columns of the long-form metrics table returned by :func:`evaluate`.
 LONG_COLUMNS: tuple[str, ...] = ("set", "level", "axis", "metric", "value", "n")
@@ -121,12 +131,67 @@ def ktau(p: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> fl
     return float(stats.kendalltau(pa, ya, variant="b").statistic)
 
 
-METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "MSE": mse,
-    "LCC": lcc,
-    "SRCC": srcc,
-    "KTAU": ktau,
+# ---------------------------------------------------------------------------------------------
+# The metric vocabulary
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name (table/column spelling), function and direction."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool
+    description: str = ""
+
+    def best(self, values: Sequence[float]) -> float:
+        """The best of ``values`` in this metric's direction (NaN/None ignored; NaN when none is left)."""
+        ok = [v for v in values if v is not None and not math.isnan(v)]
+        if not ok:
+            return math.nan
+        return max(ok) if self.higher_is_better else min(ok)
+
+    def sort_key(self, value: float | None) -> tuple[bool, float]:
+        """Sort key putting the best value first and NaN/None last."""
+        bad = value is None or math.isnan(value)
+        return (bad, 0.0 if bad else (-value if self.higher_is_better else value))
+
+
+#: name -> metric, in table order. Adding a metric is one line here.
+METRIC_REGISTRY: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("MSE", mse, higher_is_better=False, description="mean squared error"),
+        Metric("LCC", lcc, higher_is_better=True, description="Pearson linear correlation"),
+        Metric("SRCC", srcc, higher_is_better=True, description="Spearman rank correlation"),
+        Metric("KTAU", ktau, higher_is_better=True, description="Kendall tau-b"),
+    )
 }
+METRICS: tuple[str, ...] = tuple(METRIC_REGISTRY)
+METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {n: m.fn for n, m in METRIC_REGISTRY.items()}
+
+
+class UnknownMetricError(UserError, ValueError):
+    """A metric or level name that is not in the vocabulary."""
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric ``name``; :class:`UnknownMetricError` listing the valid names otherwise."""
+    try:
+        return METRIC_REGISTRY[name]
+    except KeyError:
+        raise UnknownMetricError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}") from None
+
+
+def higher_is_better(name: str) -> bool:
+    return get_metric(name).higher_is_better
+
+
+def metric_of_column(column: str) -> Metric | None:
+    """The metric a wide-table column ``..._{METRIC}`` holds (e.g. ``dev/utt_MSE``), or None."""
+    tail = column.rsplit("_", 1)[-1]
+    return METRIC_REGISTRY.get(tail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,11 +225,28 @@ def system_means(
         bad = values.null_count() + int(values.is_nan().sum() or 0)
         if bad:
             raise ValueError(f"system_means: column {c!r} has {bad} null/NaN values; filter them first")
-    return (
-        df.group_by(system_col)
-        .agg(*[pl.col(c).cast(pl.Float64).mean() for c in cols], pl.len().alias("n_clips"))
-        .sort(system_col)
-    )
+    return _exact_group_means(df, system_col, cols)
+
+
+def _exact_group_means(df: pl.DataFrame, key: str, cols: list[str]) -> pl.DataFrame:
+    """Per ``key`` value (sorted), the exact mean of each column: ``math.fsum`` of its values / count.
+
+    ``fsum`` is correctly rounded, so the result does not depend on the order of the rows: two systems
+    whose clips hold the same values get bit-identical means (a running float sum would differ in the
+    last bit with the row order and break ties in SRCC/KTAU at random).
+    """
+    keys = df[key].to_numpy()
+    groups, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    parts = np.split(order, bounds) if len(order) else []
+    out: dict[str, object] = {key: groups.tolist()}
+    for c in cols:
+        values = df[c].cast(pl.Float64).to_numpy()
+        out[c] = [math.fsum(values[idx]) / len(idx) for idx in parts]
+    out["n_clips"] = [len(idx) for idx in parts]
+    schema = {key: df[key].dtype, **{c: pl.Float64 for c in cols}, "n_clips": pl.UInt32}
+    return pl.DataFrame(out, schema=schema)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,55 +342,60 @@ def _metric_rows(
     with warnings.catch_warnings():
         # Already reported once above, with context; the per-function warnings would repeat it.
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for metric in METRICS:
-            value = METRIC_FUNCTIONS[metric](p, y)
-            rows.append(dict(set=set_name, level=level, axis=axis, metric=metric, value=value, n=int(p.size)))
+        for metric in METRIC_REGISTRY.values():
+            value = metric.fn(p, y)
+            rows.append(dict(set=set_name, level=level, axis=axis, metric=metric.name, value=value, n=int(p.size)))
     return rows
 
 
-def evaluate(pred: pl.DataFrame, truth: pl.DataFrame, set_name: str = "eval") -> Evaluation:
-    """Score predictions against labels: 5 axes (4 + composite) × 4 metrics × 2 levels.
+def evaluate(pred: pl.DataFrame, truth: pl.DataFrame, set_name: str = "eval",
+             task: str | Task | None = None) -> Evaluation:
+    """Score predictions against labels: (task axes + composite) × registered metrics × 2 levels.
 
-    ``pred`` needs ``clip_id, PQ, PC, CE, CU`` (0–10); ``truth`` needs the same and may have
+    ``pred`` needs ``clip_id`` and the task's axes (default task ``track2``); ``truth`` needs the same and may have
     ``system``. Clips are joined on ``clip_id``; ids on one side only are returned in
     ``missing_in_pred``/``missing_in_truth``, not dropped silently. A prediction that is null/NaN or a
     duplicated id is an error. A null/NaN label leaves that clip out of that axis (and of the composite)
-    and is counted in ``excluded_labels``. The composite is the per-clip mean of the four axes, for
+    and is counted in ``excluded_labels``. The composite is the per-clip mean of the task's composite axes, for
     predictions and labels alike. System level uses the truth's ``system`` column; clips whose system is
     null are left out of it and counted; with no system ids at all the system rows are NaN with ``n = 0``.
+    Matched clips are scored in clip-id order, so the result does not depend on either table's row order.
     """
-    _require_columns(pred, ["clip_id", *AXES], "predictions")
-    _require_columns(truth, ["clip_id", *AXES], "truth")
+    tk = get_task(task)
+    axes, comp = tk.axes, tk.composite_axes
+    _require_columns(pred, ["clip_id", *axes], "predictions")
+    _require_columns(truth, ["clip_id", *axes], "truth")
     if pred["clip_id"].null_count() or truth["clip_id"].null_count():
         raise ValueError("clip_id must not be null (predictions or truth)")
 
     p = pred.select(
         pl.col("clip_id").cast(pl.String),
-        *[pl.col(a).cast(pl.Float64).alias(f"pred_{a}") for a in AXES],
+        *[pl.col(a).cast(pl.Float64).alias(f"pred_{a}") for a in axes],
     )
     has_system_col = "system" in truth.columns
     t = truth.select(
         pl.col("clip_id").cast(pl.String),
         (pl.col("system").cast(pl.String) if has_system_col else pl.lit(None, dtype=pl.String)).alias("system"),
-        *[pl.col(a).cast(pl.Float64).fill_nan(None).alias(f"true_{a}") for a in AXES],
+        *[pl.col(a).cast(pl.Float64).fill_nan(None).alias(f"true_{a}") for a in axes],
     )
     _check_unique_ids(p["clip_id"], "predictions")
     _check_unique_ids(t["clip_id"], "truth")
 
-    bad_pred = p.filter(pl.any_horizontal([pl.col(f"pred_{a}").is_null() | pl.col(f"pred_{a}").is_nan() for a in AXES]))
+    bad_pred = p.filter(pl.any_horizontal([pl.col(f"pred_{a}").is_null() | pl.col(f"pred_{a}").is_nan() for a in axes]))
     if bad_pred.height:
         raise ValueError(
             f"predictions: {bad_pred.height} clips have a null/NaN score (first: {_first(bad_pred['clip_id'].to_list(), 5)})"
         )
-    if all(t[f"true_{a}"].null_count() == t.height for a in AXES):
-        raise ValueError("truth: no labels (every PQ/PC/CE/CU value is null or NaN)")
+    if all(t[f"true_{a}"].null_count() == t.height for a in axes):
+        raise ValueError(f"truth: no labels (every {'/'.join(axes)} value is null or NaN)")
 
     pred_ids = set(p["clip_id"].to_list())
     truth_ids = set(t["clip_id"].to_list())
     missing_in_pred = tuple(i for i in t["clip_id"].to_list() if i not in pred_ids)
     missing_in_truth = tuple(i for i in p["clip_id"].to_list() if i not in truth_ids)
 
-    joined = t.join(p, on="clip_id", how="inner", maintain_order="left")
+    # clip-id order: float sums (LCC, MSE) then see the same sequence whatever the input order
+    joined = t.join(p, on="clip_id", how="inner").sort("clip_id")
     if joined.height == 0:
         raise ValueError(
             "predictions and truth share no clip ids "
@@ -316,8 +403,8 @@ def evaluate(pred: pl.DataFrame, truth: pl.DataFrame, set_name: str = "eval") ->
         )
     # Plain arithmetic propagates nulls: a clip missing any label has no composite label.
     joined = joined.with_columns(
-        (sum(pl.col(f"pred_{a}") for a in AXES) / len(AXES)).alias(f"pred_{COMPOSITE}"),
-        (sum(pl.col(f"true_{a}") for a in AXES) / len(AXES)).alias(f"true_{COMPOSITE}"),
+        (sum(pl.col(f"pred_{a}") for a in comp) / len(comp)).alias(f"pred_{COMPOSITE}"),
+        (sum(pl.col(f"true_{a}") for a in comp) / len(comp)).alias(f"true_{COMPOSITE}"),
     )
 
     n_without_system = int(joined["system"].null_count())
@@ -328,12 +415,12 @@ def evaluate(pred: pl.DataFrame, truth: pl.DataFrame, set_name: str = "eval") ->
     rows: list[dict[str, object]] = []
     notes: list[str] = []
     excluded: dict[str, int] = {}
-    for axis in ALL_AXES:
+    for axis in tk.all_axes:
         pc, tc = f"pred_{axis}", f"true_{axis}"
         valid = joined.filter(pl.col(tc).is_not_null())
         excluded[axis] = joined.height - valid.height
         rows += _metric_rows(set_name, "utterance", axis, valid[pc].to_numpy(), valid[tc].to_numpy(), notes)
-    for axis in ALL_AXES:
+    for axis in tk.all_axes:
         pc, tc = f"pred_{axis}", f"true_{axis}"
         if not has_systems:
             rows += [
@@ -376,17 +463,19 @@ def _groups(long_df: pl.DataFrame) -> list[tuple[str, str]]:
     return list(zip(keys["set"].to_list(), keys["level"].to_list()))
 
 
-def _axes_present(long_df: pl.DataFrame) -> list[str]:
+def _axes_present(long_df: pl.DataFrame, task: str | Task | None = None) -> list[str]:
+    """The axes in the table: the task's order first, then any others in order of appearance."""
+    order = get_task(task).all_axes
     present = set(long_df["axis"].to_list())
-    extra = [a for a in long_df["axis"].unique(maintain_order=True).to_list() if a not in ALL_AXES]
-    return [a for a in ALL_AXES if a in present] + extra
+    extra = [a for a in long_df["axis"].unique(maintain_order=True).to_list() if a not in order]
+    return [a for a in order if a in present] + extra
 
 
-def wide_table(long_df: pl.DataFrame) -> pl.DataFrame:
-    """One row per (set, level): columns ``{axis}_{metric}`` (axes in PQ, PC, CE, CU, composite order,
-    metrics in MSE, LCC, SRCC, KTAU order), then ``{axis}_n``."""
+def wide_table(long_df: pl.DataFrame, task: str | Task | None = None) -> pl.DataFrame:
+    """One row per (set, level): columns ``{axis}_{metric}`` (axes in the task's order then composite,
+    metrics in registry order), then ``{axis}_n``."""
     _check_long(long_df)
-    axes = _axes_present(long_df)
+    axes = _axes_present(long_df, task)
     out = []
     for set_name, level in _groups(long_df):
         part = long_df.filter((pl.col("set") == set_name) & (pl.col("level") == level))
@@ -413,14 +502,14 @@ def _fmt(value: float | None, n: int | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_markdown(long_df: pl.DataFrame, digits: int = 3) -> str:
+def format_markdown(long_df: pl.DataFrame, digits: int = 3, task: str | Task | None = None) -> str:
     """Markdown tables, one per (set, level): rows = axes, columns = n and the four metrics.
 
     Cells with ``n == 0`` read ``n/a`` (e.g. system level without system ids); an undefined metric on
     real data (constant predictions) reads ``NaN``.
     """
     _check_long(long_df)
-    axes = _axes_present(long_df)
+    axes = _axes_present(long_df, task)
     blocks = []
     for set_name, level in _groups(long_df):
         part = long_df.filter((pl.col("set") == set_name) & (pl.col("level") == level))
