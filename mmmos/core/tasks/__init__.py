@@ -43,7 +43,8 @@ class Task:
     answer: AnswerLayout
     system_of: Callable[[str | None, str | None], str | None]   # (clip_id, path) -> system id
     domain_of: Callable[[str | None, str | None], str | None]   # (clip_id, path) -> domain
-    domains: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()                  # allowed domain values (empty: any)
+    domain_aliases: dict[str, str] = field(default_factory=dict)  # spelling in lists -> domain (lower case)
     composite_of: tuple[str, ...] | None = None    # axes averaged into "composite"; None: all axes
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +68,16 @@ class Task:
     @property
     def hi(self) -> float:
         return self.score_range[1]
+
+    def domain_named(self, text: str) -> str | None:
+        """The domain a list's ``domain`` field names (case-insensitive, aliases applied), or None if unknown."""
+        key = text.strip().lower()
+        key = self.domain_aliases.get(key, key)
+        return key if not self.domains or key in self.domains else None
+
+    def in_range(self, value: float) -> bool:
+        """Whether a label/score lies inside :attr:`score_range` (ends included)."""
+        return self.lo <= value <= self.hi
 
     def axis_of_header(self, fmt: str, name: str) -> str | None:
         """The axis a column called ``name`` holds in list format ``fmt`` (case-insensitive), or None."""

@@ -96,5 +96,6 @@ TRACK2 = Task(
     system_of=system_of,
     domain_of=domain_of,
     domains=DOMAINS,
+    domain_aliases={"audio": "sound"},
     composite_of=None,
 )

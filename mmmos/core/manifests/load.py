@@ -1,0 +1,99 @@
+""":func:`load_manifest`: pick the format of a list (or folder) and load it for a task."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import polars as pl
+
+from mmmos.core.manifests.fields import RangeCheck, opt
+from mmmos.core.manifests.formats import load_folder, load_jsonl, load_plain_csv, load_track2
+from mmmos.core.manifests.inference import infer_split
+from mmmos.core.manifests.table import ManifestError, Problem
+from mmmos.core.tasks import Task, get_task
+
+FORMATS = ("auto", "track2", "combined", "jsonl", "csv", "folder")
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path`` from its extension, else from its first line."""
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            head = f.read(65536)
+    except UnicodeDecodeError as e:
+        raise ManifestError(path, f"not UTF-8 text ({e})") from e
+    except OSError as e:
+        raise ManifestError(path, f"cannot read ({e.strerror or e})") from e
+    stripped = head.lstrip()
+    if not stripped:
+        raise ManifestError(path, "empty file")
+    if stripped.startswith("{"):
+        return "jsonl"
+    header = next(csv.reader(io.StringIO(stripped)), [])
+    lower = [h.strip().lower() for h in header]
+    if "sample_id" in lower and "data_path" in lower:
+        return "track2"
+    if "path" in lower or "clip_id" in lower:  # a label table keyed by clip id needs no paths
+        return "csv"
+    raise ManifestError(
+        path,
+        "unrecognised manifest: expected a header with sample_id,data_path (Track 2 list) or "
+        f"path or clip_id (plain CSV), or JSON lines; got {','.join(h.strip() for h in header)!r}"
+        " (answer files have no header: use read_answer_file)",
+        1,
+    )
+
+
+def load_manifest(
+    path: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    split: str | None = None,
+    fmt: str = "auto",
+    *,
+    task: str | Task | None = None,
+    check_labels: bool = True,
+    problems: list[Problem] | None = None,
+) -> pl.DataFrame:
+    """Load a manifest file or audio folder into the task's manifest table (:func:`columns`).
+
+    ``fmt``: "auto" (by extension/content), "track2" (= "combined"), "jsonl", "csv" or "folder".
+    ``task`` (default track2) gives the label columns, the system/domain rules and the score range.
+    With ``check_labels`` a label outside the task's range is a :class:`ManifestError` naming the file,
+    column and first bad lines.  Files of a folder whose names are not valid UTF-8 are left out of the
+    table and appended to ``problems`` (a warning when no list is given), so callers can report them.
+    Raises :class:`ManifestError` for a missing or malformed manifest.
+    """
+    p = Path(path)
+    t = get_task(task)
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if not p.exists():
+        raise ManifestError(p, "manifest not found")
+    root = Path(data_root) if data_root is not None else None
+    explicit, from_name = opt(split), infer_split(p)
+    if fmt == "auto":
+        fmt = detect_format(p)
+    if fmt == "folder":
+        if not p.is_dir():
+            raise ManifestError(p, "fmt='folder' needs a directory")
+        return load_folder(p, explicit or from_name, t, problems)
+    if not p.is_file():
+        raise ManifestError(p, f"fmt={fmt!r} needs a file, got a directory")
+    check = RangeCheck(t, p, enabled=check_labels)
+    try:
+        if fmt in ("track2", "combined"):
+            df = load_track2(p, root, explicit or from_name, t, check)
+        elif fmt == "jsonl":
+            df = load_jsonl(p, root, explicit, from_name, t, check)
+        else:
+            df = load_plain_csv(p, root, explicit, from_name, t, check)
+    except OSError as e:  # unreadable (permissions, a vanished file): the user's to fix
+        raise ManifestError(p, f"cannot read ({e.strerror or e})") from e
+    check.raise_if_any()
+    return df
