@@ -20,19 +20,26 @@ Policy on odd inputs (an :class:`AudioError` names the file and the problem):
 * NaN/inf samples (possible in float WAV) -> error; never replaced by zeros;
 * all-silent audio is *valid* audio: it is returned, and :func:`read_clip` marks it
   ``silent=True`` (peak at or below one 16-bit step) so callers can report it;
+* a truncated WAV (the header's data size promises more bytes than the file holds, e.g. a copy cut
+  short) -> error naming the declared and the present duration: decoding only the bytes present would
+  label a 1.67-s fragment with the ratings of a 5-s clip;
 * very short clips are returned as they are: the encoders decide what is too short.
+
+scipy is imported only when a clip is resampled, so importing this module stays cheap.
 """
 from __future__ import annotations
 
 import math
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
+
+from mmmos.core.errors import UserError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -63,7 +70,7 @@ _STOP_DB = 80.0
 _MIN_SR, _MAX_SR = 1_000, 768_000  # sanity bounds; 8-96 kHz is the supported range
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """A file could not be turned into valid audio; the message names the file and why."""
 
 
@@ -104,6 +111,54 @@ def _check_file(path: Path) -> None:
         raise AudioError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    _check_wav_complete(path)
+
+
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the data size unset
+_MAX_CHUNKS = 64
+
+
+def _wav_data_sizes(path: Path) -> tuple[int, int, int] | None:
+    """(declared data bytes, present data bytes, bytes per second) of a RIFF/WAVE file; None when it
+    is not one, uses RF64, or leaves the data size unset."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        file_size = os.fstat(f.fileno()).st_size
+        byte_rate = 0
+        for _ in range(_MAX_CHUNKS):
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if cid == b"fmt " and size >= 16:
+                fmt = f.read(16)
+                byte_rate = struct.unpack(endian + "HHIIHH", fmt)[3] if len(fmt) == 16 else 0
+                f.seek(size - 16 + (size & 1), os.SEEK_CUR)
+            elif cid == b"data":
+                if size in _UNKNOWN_SIZES or byte_rate <= 0:
+                    return None
+                return size, max(0, file_size - f.tell()), byte_rate
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
+def _check_wav_complete(path: Path) -> None:
+    """AudioError when a WAV file holds fewer data bytes than its header declares (a truncated copy)."""
+    try:
+        sizes = _wav_data_sizes(path)
+    except (OSError, struct.error):
+        return  # unreadable headers are reported by the decoder with its own words
+    if sizes is None:
+        return
+    declared, present, byte_rate = sizes
+    if present < declared:
+        raise AudioError(
+            f"{path}: truncated WAV: the header declares {declared / byte_rate:.2f} s of audio but only "
+            f"{present / byte_rate:.2f} s are present ({present} of {declared} data bytes)")
 
 
 def _decode_error(path: Path, err: Exception) -> AudioError:
@@ -147,6 +202,8 @@ def resample_filter(up: int, down: int) -> np.ndarray:
     """
     if up < 1 or down < 1 or math.gcd(up, down) != 1:
         raise ValueError(f"up/down must be coprime positive integers, got {up}/{down}")
+    from scipy import signal  # lazily: importing scipy.signal costs ~1 s of start-up
+
     max_rate = max(up, down)
     # firwin/kaiserord measure frequencies relative to the Nyquist of the up-sampled rate;
     # the lower of the two Nyquist frequencies sits at 1/max_rate there.
@@ -173,6 +230,8 @@ def resample(wave: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     g = math.gcd(sr_from, sr_to)
     up, down = sr_to // g, sr_from // g
     h = resample_filter(up, down)
+    from scipy import signal
+
     # float64 inside: a 40k-tap filter summed in float32 would lose ~1e-5 of precision.
     y = signal.resample_poly(x.astype(np.float64, copy=False), up, down, axis=-1, window=h)
     return y.astype(np.float32)
