@@ -1,7 +1,7 @@
-"""Prediction heads (SPEC section 4 aggregators): features -> scores ``(B, 4)``.
+"""Prediction heads (SPEC section 4 aggregators): features -> scores ``(B, A)``, one per task axis.
 
 ``HEADS`` maps a registry name to its class; ``build_head(name, in_dim, **cfg)``
-builds one.  Every head class has ``needs_frames`` (False: pooled ``(B, D)``; True:
+builds one; ``n_axes`` (``len(task.axes)``, default: the default task's) sizes the output.  Every head class has ``needs_frames`` (False: pooled ``(B, D)``; True:
 frames ``(B, T, D)`` plus ``lengths``), ``output_kind`` and a ``config`` dict from
 which ``build_head_from_config`` rebuilds it.  ``forward(x, lengths=None)``.
 
@@ -41,9 +41,11 @@ def head_class(name: str) -> type[Head]:
         raise KeyError(f"unknown head {name!r}; valid heads: {', '.join(HEADS)}") from None
 
 
-def build_head(name: str, in_dim: int, **cfg: Any) -> Head:
-    """Build head ``name`` for ``in_dim``-dimensional features; ``cfg`` overrides its defaults."""
+def build_head(name: str, in_dim: int, n_axes: int | None = None, **cfg: Any) -> Head:
+    """Build head ``name`` for ``in_dim``-dimensional features and ``n_axes`` outputs; ``cfg`` overrides its defaults."""
     cls = head_class(name)
+    if n_axes is not None:
+        cfg = {**cfg, "n_axes": n_axes}
     try:
         return cls(in_dim, **cfg)
     except TypeError as e:

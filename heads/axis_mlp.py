@@ -1,4 +1,4 @@
-"""Four independent per-axis MLPs, the common end of every head.
+"""Independent per-axis MLPs (one per task axis), the common end of every head.
 
 Axis k has its own ``Linear(in, hidden) -> ReLU -> Dropout -> Linear(hidden, 1)``;
 no weights are shared, so the gradient of one axis' output never reaches another
@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import N_AXES
-
 
 def axis_mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
     """One axis' scorer: ``(B, in_dim) -> (B, 1)``."""
@@ -18,11 +16,11 @@ def axis_mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
 
 
 class AxisHeads(nn.Module):
-    """``(B, in_dim) -> (B, 4)``: one independent MLP per axis (PQ, PC, CE, CU)."""
+    """``(B, in_dim) -> (B, n_axes)``: one independent MLP per axis, in the task's axis order."""
 
-    def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float, n_axes: int) -> None:
         super().__init__()
-        self.axes = nn.ModuleList(axis_mlp(in_dim, hidden, dropout) for _ in range(N_AXES))
+        self.axes = nn.ModuleList(axis_mlp(in_dim, hidden, dropout) for _ in range(n_axes))
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.cat([mlp(z) for mlp in self.axes], dim=1)

@@ -1,15 +1,17 @@
 """Base class of the prediction heads: config record, input checks, shared attributes.
 
-A head maps features to one score per axis, ``(B, 4)`` in z-space (axis order PQ,
-PC, CE, CU).  Class attributes tell the trainer what to feed it:
+A head maps features to one score per axis, ``(B, A)`` in z-space, A = ``n_axes`` (the task's
+axes, in the task's order; the trainer passes ``n_axes=len(task.axes)``).  Class attributes tell the
+trainer what to feed it:
 
 * ``needs_frames`` - False: pooled features ``(B, D)``; True: a padded frame
   sequence ``(B, T, D)`` plus ``lengths`` ``(B,)``.
 * ``output_kind`` - what ``forward`` returns; ``"scores"`` for all current heads
   (matches ``losses.loss_head_output``; distribution heads would use another kind).
 
-``config`` is a JSON-safe dict ``{"name", "in_dim", **hyperparameters}`` from which
-``heads.build_head_from_config`` rebuilds the same architecture.
+``config`` is a JSON-safe dict ``{"name", "in_dim", ["n_axes",] **hyperparameters}`` from which
+``heads.build_head_from_config`` rebuilds the same architecture.  ``n_axes`` is recorded when it was
+given; a config without it (records written before tasks existed) means the default task's axis count.
 """
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mmmos import AXES
+from mmmos.core.tasks import DEFAULT_TASK, get_task
 
-N_AXES = len(AXES)
+
+def default_n_axes() -> int:
+    """The axis count of the default task (what a head without ``n_axes`` predicts)."""
+    return get_task(DEFAULT_TASK).n_axes
 
 
 def check_positive_int(value: Any, what: str, where: str) -> int:
@@ -44,10 +49,12 @@ class Head(nn.Module):
     needs_frames: ClassVar[bool] = False
     output_kind: ClassVar[str] = "scores"
 
-    def __init__(self, in_dim: int, **hparams: Any) -> None:
+    def __init__(self, in_dim: int, n_axes: int | None = None, **hparams: Any) -> None:
         super().__init__()
         self.in_dim = check_positive_int(in_dim, "in_dim", self.name)
-        self._config: dict[str, Any] = {"name": self.name, "in_dim": self.in_dim, **hparams}
+        given = {} if n_axes is None else {"n_axes": check_positive_int(n_axes, "n_axes", self.name)}
+        self.n_axes = given.get("n_axes", default_n_axes())
+        self._config: dict[str, Any] = {"name": self.name, "in_dim": self.in_dim, **given, **hparams}
 
     @property
     def config(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The pooled vector ``(B, D)`` is a length-1 sequence into a single-layer
 bidirectional LSTM; the final forward and backward hidden states are concatenated
-``(B, 2H)`` and scored by the four per-axis MLPs.  Defaults: H = 128 per direction,
+``(B, 2H)`` and scored by the per-axis MLPs.  Defaults: H = 128 per direction,
 per-axis ``256 -> 64 -> 1``, dropout 0.1 (about 5.9 M parameters for D = 5632;
 sizes are ours, the paper does not give them).
 """
@@ -16,20 +16,25 @@ from .base import Head, check_dropout, check_positive_int
 
 
 class BLSTMHiddenHead(Head):
-    """Pooled features ``(B, D)`` -> scores ``(B, 4)`` via a BLSTM's final hidden state."""
+    """Pooled features ``(B, D)`` -> scores ``(B, n_axes)`` via a BLSTM's final hidden state."""
 
     name = "blstm_h"
     needs_frames = False
 
     def __init__(
-        self, in_dim: int, lstm_hidden: int = 128, axis_hidden: int = 64, dropout: float = 0.1
+        self,
+        in_dim: int,
+        lstm_hidden: int = 128,
+        axis_hidden: int = 64,
+        dropout: float = 0.1,
+        n_axes: int | None = None,
     ) -> None:
         lstm_hidden = check_positive_int(lstm_hidden, "lstm_hidden", self.name)
         axis_hidden = check_positive_int(axis_hidden, "axis_hidden", self.name)
         dropout = check_dropout(dropout, self.name)
-        super().__init__(in_dim, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
+        super().__init__(in_dim, n_axes, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
         self.lstm = nn.LSTM(self.in_dim, lstm_hidden, num_layers=1, batch_first=True, bidirectional=True)
-        self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout)
+        self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout, self.n_axes)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``lengths`` is accepted for a uniform call signature and unused (features are pooled)."""

@@ -3,7 +3,7 @@
 Frames ``(B, T, D)`` with valid lengths ``(B,)`` go through a single-layer
 bidirectional LSTM as a packed sequence (so padding never enters the recurrence,
 in either direction); the outputs ``(B, T, 2H)`` are mean-pooled over each clip's
-valid frames only and scored by the four per-axis MLPs.  Defaults as ``blstm_h``:
+valid frames only and scored by the per-axis MLPs.  Defaults as ``blstm_h``:
 H = 128 per direction, per-axis ``256 -> 64 -> 1``, dropout 0.1.
 """
 from __future__ import annotations
@@ -17,20 +17,25 @@ from .base import Head, check_dropout, check_positive_int
 
 
 class BLSTMTimeHead(Head):
-    """Frames ``(B, T, D)`` + ``lengths`` ``(B,)`` -> scores ``(B, 4)``."""
+    """Frames ``(B, T, D)`` + ``lengths`` ``(B,)`` -> scores ``(B, n_axes)``."""
 
     name = "blstm_t"
     needs_frames = True
 
     def __init__(
-        self, in_dim: int, lstm_hidden: int = 128, axis_hidden: int = 64, dropout: float = 0.1
+        self,
+        in_dim: int,
+        lstm_hidden: int = 128,
+        axis_hidden: int = 64,
+        dropout: float = 0.1,
+        n_axes: int | None = None,
     ) -> None:
         lstm_hidden = check_positive_int(lstm_hidden, "lstm_hidden", self.name)
         axis_hidden = check_positive_int(axis_hidden, "axis_hidden", self.name)
         dropout = check_dropout(dropout, self.name)
-        super().__init__(in_dim, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
+        super().__init__(in_dim, n_axes, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
         self.lstm = nn.LSTM(self.in_dim, lstm_hidden, num_layers=1, batch_first=True, bidirectional=True)
-        self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout)
+        self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout, self.n_axes)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = self.check_frames(x, lengths)

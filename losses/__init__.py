@@ -1,7 +1,7 @@
 """Training losses for the multi-axis heads (SPEC section 4).
 
-``LOSSES[name](pred, target)`` takes float tensors ``(B, 4)`` of z-scored scores
-(axis order PQ, PC, CE, CU) and returns a scalar: the mean over the four axes of a
+``LOSSES[name](pred, target)`` takes float tensors ``(B, A)`` of z-scored scores
+(one column per task axis, any A) and returns a scalar: the mean over the A axes of a
 per-axis loss.  Loss parameters are keyword arguments with the paper's defaults,
 e.g. ``LOSSES["utmos"](pred, target, tau=0.5)``.  Per-axis versions (``*_axis``,
 on ``(B,)`` tensors) are exported for analysis and tests.

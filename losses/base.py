@@ -1,13 +1,13 @@
 """Shared plumbing for the losses: input checks, axis averaging, head-output tags.
 
 Every registered loss has the signature ``loss(pred, target, **params) -> scalar``
-with ``pred``/``target`` float tensors of shape ``(B, 4)`` in z-space (axis order
-PQ, PC, CE, CU).  It is the mean over the four axes of a per-axis loss computed
+with ``pred``/``target`` float tensors of shape ``(B, A)`` in z-space, one column per
+task axis (any A >= 1).  It is the mean over the A axes of a per-axis loss computed
 on ``(B,)`` columns; the per-axis functions live next to each loss and take their
 parameters as keyword defaults.
 
 ``head_output`` tags say which head output a loss consumes.  All current losses
-take point scores ``(B, 4)`` (tag ``"scores"``); a future distribution loss
+take point scores ``(B, A)`` (tag ``"scores"``); a future distribution loss
 (e.g. Gaussian-KL or CORAL) would carry another tag and its own input contract,
 and the trainer can compare it with a head's ``output_kind`` before training.
 """
@@ -18,10 +18,7 @@ from typing import Callable, TypeVar
 import torch
 from torch import Tensor
 
-from mmmos import AXES
-
-N_AXES = len(AXES)
-SCORES = "scores"  # head output: one real number per axis, shape (B, 4)
+SCORES = "scores"  # head output: one real number per axis, shape (B, A)
 
 F = TypeVar("F", bound=Callable[..., Tensor])
 
@@ -64,23 +61,22 @@ def check_axis(p: Tensor, y: Tensor, where: str) -> Tensor:
 
 
 def check_batch(pred: Tensor, target: Tensor, where: str) -> Tensor:
-    """Validate a multi-axis batch: both ``(B, 4)``. Returns ``target`` cast to ``pred``'s dtype."""
-    if isinstance(pred, Tensor) and (pred.dim() != 2 or pred.shape[1] != N_AXES):
+    """Validate a multi-axis batch: both ``(B, A)`` with A >= 1. Returns ``target`` cast to ``pred``'s dtype."""
+    if isinstance(pred, Tensor) and (pred.dim() != 2 or pred.shape[1] < 1):
         raise ValueError(
-            f"losses ({where}): pred must have shape (B, {N_AXES}) (axes {', '.join(AXES)}), "
-            f"got {tuple(pred.shape)}"
+            f"losses ({where}): pred must have shape (B, A), one column per axis, got {tuple(pred.shape)}"
         )
     return _check_tensors(pred, target, where)
 
 
 def axis_losses(axis_fn: Callable[..., Tensor], pred: Tensor, target: Tensor, **params) -> Tensor:
-    """Per-axis losses ``(4,)``: ``axis_fn(pred[:, k], target[:, k], **params)`` for each axis k."""
+    """Per-axis losses ``(A,)``: ``axis_fn(pred[:, k], target[:, k], **params)`` for each axis k."""
     target = check_batch(pred, target, getattr(axis_fn, "__name__", "loss"))
-    return torch.stack([axis_fn(pred[:, k], target[:, k], **params) for k in range(N_AXES)])
+    return torch.stack([axis_fn(pred[:, k], target[:, k], **params) for k in range(pred.shape[1])])
 
 
 def mean_over_axes(axis_fn: Callable[..., Tensor], pred: Tensor, target: Tensor, **params) -> Tensor:
-    """Scalar loss: the mean over the four axes of ``axis_fn`` (equal weight per axis)."""
+    """Scalar loss: the mean over the A axes of ``axis_fn`` (equal weight per axis)."""
     return axis_losses(axis_fn, pred, target, **params).mean()
 
 

@@ -31,5 +31,5 @@ def ccc_axis(p: Tensor, y: Tensor, eps: float = 1e-6) -> Tensor:
 
 @head_output(SCORES)
 def ccc_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
-    """CCC loss over ``(B, 4)`` scores, averaged over the four axes."""
+    """CCC loss over ``(B, A)`` scores, averaged over the axes."""
     return mean_over_axes(ccc_axis, pred, target, eps=eps)

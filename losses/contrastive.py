@@ -25,5 +25,5 @@ def contrastive_axis(p: Tensor, y: Tensor, margin: float = 0.1) -> Tensor:
 
 @head_output(SCORES)
 def contrastive_loss(pred: Tensor, target: Tensor, margin: float = 0.1) -> Tensor:
-    """Contrastive loss over ``(B, 4)`` scores, averaged over the four axes."""
+    """Contrastive loss over ``(B, A)`` scores, averaged over the axes."""
     return mean_over_axes(contrastive_axis, pred, target, margin=margin)

@@ -27,5 +27,5 @@ def dcq_axis(p: Tensor, y: Tensor) -> Tensor:
 
 @head_output(SCORES)
 def dcq_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """DCQ loss over ``(B, 4)`` scores, averaged over the four axes."""
+    """DCQ loss over ``(B, A)`` scores, averaged over the axes."""
     return mean_over_axes(dcq_axis, pred, target)

@@ -30,5 +30,5 @@ def utmos_axis(p: Tensor, y: Tensor, tau: float = 0.5, margin: float = 0.1, alph
 def utmos_loss(
     pred: Tensor, target: Tensor, tau: float = 0.5, margin: float = 0.1, alpha: float = 0.5
 ) -> Tensor:
-    """UTMOS loss over ``(B, 4)`` scores, averaged over the four axes."""
+    """UTMOS loss over ``(B, A)`` scores, averaged over the axes."""
     return mean_over_axes(utmos_axis, pred, target, tau=tau, margin=margin, alpha=alpha)

@@ -108,6 +108,31 @@ def test_output_shape(name, b):
 
 
 @pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("n_axes", [1, 6])
+def test_output_size_follows_the_task_axis_count(name, n_axes):
+    head = make(name, n_axes=n_axes).eval()
+    x, lengths = inputs(name, b=3)
+    assert head(x, lengths).shape == (3, n_axes)
+    cfg = json.loads(json.dumps(head.config))
+    assert cfg["n_axes"] == n_axes
+    clone = build_head_from_config(cfg)
+    clone.load_state_dict(head.state_dict())  # strict: same number of per-axis MLPs
+    assert torch.equal(clone.eval()(x, lengths), head(x, lengths))
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_config_without_n_axes_rebuilds_the_default_task_head(name):
+    """Head configs saved before tasks existed have no n_axes: they mean the default task (4 axes)."""
+    from mmmos.core.tasks import get_task
+
+    cfg = make(name).config
+    assert "n_axes" not in cfg
+    assert build_head_from_config(cfg)(*inputs(name, b=2)).shape == (2, get_task().n_axes)
+    with pytest.raises(ValueError, match="n_axes"):
+        build_head(name, D, n_axes=0)
+
+
+@pytest.mark.parametrize("name", list(HEADS))
 def test_deterministic_init_for_a_seed(name):
     a, b, c = make(name, seed=5), make(name, seed=5), make(name, seed=6)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()

@@ -63,6 +63,7 @@ class RunRecord:
     encoders: dict[str, str]            # encoder name -> cache identity key
     labels: dict[str, str]              # set name -> label file (absolute path)
     task: str = DEFAULT_TASK
+    label_sha256: dict[str, str] = field(default_factory=dict)   # set name -> sha256 of the label file
     extra: dict[str, Any] = field(default_factory=dict)   # later additions (e.g. label content hashes)
 
     @classmethod
@@ -132,6 +133,8 @@ class ConfigRecord:
     t_step: float = 0.0
     notes: list[str] = field(default_factory=list)
     head_params: int = 0
+    # set name -> sha256 of the label file its predictions/metrics were made from (empty in older records)
+    label_sha256: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -191,6 +194,11 @@ class ConfigDir:
         return sorted(p.stem for p in self.predictions_dir.glob("*.parquet"))
 
     # records
+    def open_log(self, mode: str = "w"):
+        """The training log (one JSON object per line), opened for writing (``"w"``) or appending (``"a"``)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return open(self.log_path, mode)
+
     def write_model(self, rec: ModelRecord) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         rec.save(self.model_path)
@@ -262,6 +270,12 @@ class RunDir:
     def task(self) -> str:
         rec = self.read_run()
         return rec.task if rec else DEFAULT_TASK
+
+    def write_summary(self, df, markdown: str) -> None:
+        """``summary.parquet`` and ``summary.md`` (each replaced atomically)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_parquet(df, self.summary_parquet)
+        atomic_write_text(self.summary_md, markdown)
 
     def config(self, name: str) -> ConfigDir:
         return ConfigDir(self.configs_path / name)
