@@ -46,7 +46,8 @@ def make_audio(out: Path, seconds: float, seed: int = 0) -> list[tuple[str, str]
 
 
 def make_weights(out: Path) -> dict[str, str]:
-    from mmmos.extract import m2d, muq_encoder, wavlm
+    from mmmos.testing import m2d, wavlm
+    from mmmos.testing import muq as muq_encoder
 
     w = {}
     if not (out / "wavlm").exists():

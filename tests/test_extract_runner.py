@@ -142,7 +142,8 @@ def test_batched_equals_one_at_a_time():
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from mmmos.extract import m2d, muq_encoder, wavlm
+    from mmmos.testing import m2d, wavlm
+    from mmmos.testing import muq as muq_encoder
 
     d = tmp_path_factory.mktemp("w")
     return {"wavlm": str(wavlm.write_random_checkpoint(d / "wavlm", "tiny")),
@@ -173,7 +174,7 @@ def test_tiny_real_encoders_through_the_runner(tmp_path, tiny_weights):
 def test_bad_weights_fail_that_encoder_only(tmp_path, tiny_weights):
     import torch
 
-    from mmmos.extract.wavlm import write_random_checkpoint
+    from mmmos.testing.wavlm import write_random_checkpoint
 
     sf.write(tmp_path / "a.wav", _tone(16000, 2.0), 16000)
     man = _manifest(tmp_path / "m.csv", [("a", str(tmp_path / "a.wav"))])

@@ -17,8 +17,8 @@ from mmmos.extract.m2d import (
     M2DEncoder,
     parse_release_name,
     slaney_mel_filterbank,
-    write_random_checkpoint,
 )
+from mmmos.testing.m2d import write_random_checkpoint
 
 SR = 16000
 

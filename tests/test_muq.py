@@ -17,7 +17,8 @@ import torch
 
 from mmmos import extract
 from mmmos.extract import EncoderLoadError
-from mmmos.extract.muq_encoder import chunk_plan, write_random_checkpoint
+from mmmos.extract.muq_encoder import chunk_plan
+from mmmos.testing.muq import write_random_checkpoint
 
 SR = 24000
 
@@ -85,7 +86,7 @@ def test_missing_or_misshaped_weights_are_errors(ckpt, tmp_path):
         extract.load_encoder("muq", d, device="cpu")
 
     # a WavLM checkpoint is not a MuQ checkpoint
-    from mmmos.extract.wavlm import write_random_checkpoint as wavlm_ckpt
+    from mmmos.testing.wavlm import write_random_checkpoint as wavlm_ckpt
 
     w = wavlm_ckpt(tmp_path / "wavlm", fmt="hf-safetensors")
     with pytest.raises(EncoderLoadError, match="not a MuQ config"):

@@ -3,6 +3,7 @@ predictions, windows, batch invariance, bad input, channels/rates, weights check
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from mmmos.cache_store import frame_range, identity_key, open_store
 from mmmos.extract import load_encoder
 from mmmos.extract.runner import ExtractConfig, run_extract
 from mmmos.app.demo_data import make_demo_corpus
-from mmmos.app.predictor import (MissingWeightsError, Predictor, PredictorError, WeightsMismatchError,
-                             add_predict_arguments, export_predictor, plan_windows, read_predictor_spec, run_predict)
+from mmmos.app.predict import (MissingWeightsError, Predictor, PredictorError, WeightsMismatchError, add_arguments,
+                               export_predictor, plan_windows, read_predictor_spec, run_cli)
+from mmmos.core.errors import UserError
 
 AXES = ["PQ", "PC", "CE", "CU"]
 SETS = {"bienc": ("logmel",), "trienc": ("logmel", "logmel_slow")}
@@ -56,12 +58,17 @@ def run(tmp_path_factory):
 
 def _parser():
     p = argparse.ArgumentParser()
-    add_predict_arguments(p)
+    add_arguments(p)
     return p
 
 
 def _cli(argv):
-    return run_predict(_parser().parse_args([*argv, "--no-progress"]))
+    """``mmmos predict`` as the CLI runs it: a UserError is one line on stderr and exit status 2."""
+    try:
+        return run_cli(_parser().parse_args([*argv, "--no-progress"]))
+    except UserError as e:
+        print(f"mmmos predict: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _scores(df):
@@ -358,7 +365,7 @@ def test_output_formats_and_usage_errors(run, tmp_path, capsys):
 
 # -- encoder weights ------------------------------------------------------------------------------------
 def test_a_model_refuses_weights_with_another_sha256(tmp_path, capsys):
-    from mmmos.extract.wavlm import write_random_checkpoint
+    from mmmos.testing.wavlm import write_random_checkpoint
     from mmmos.heads import build_head
 
     ck = write_random_checkpoint(tmp_path / "wavlm_a", "tiny", seed=0)

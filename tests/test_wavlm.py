@@ -14,7 +14,8 @@ import torch
 
 from mmmos import extract
 from mmmos.extract import EncoderLoadError
-from mmmos.extract.wavlm import parse_conv_layers, write_random_checkpoint
+from mmmos.extract.wavlm import parse_conv_layers
+from mmmos.testing.wavlm import write_random_checkpoint
 
 SR = 16000
 
