@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-AXES = ("PQ", "PC", "CE", "CU")
+
 
 
 def make_predictor(out: Path, weights: dict[str, str]) -> Path:
@@ -17,9 +17,11 @@ def make_predictor(out: Path, weights: dict[str, str]) -> Path:
 
     from mmmos import extract
     from mmmos.cache_store import identity_key
+    from mmmos.core.rundir import ModelRecord, RunDir
+    from mmmos.core.tasks import get_task
     from mmmos.extract.runner import _encoder_identity
     from mmmos.heads import build_head
-    from mmmos.app.predictor import export_predictor
+    from mmmos.app.predict import export_predictor
 
     idents, keys, dim = [], [], 0
     for name in ("wavlm", "muq", "m2d"):
@@ -31,17 +33,16 @@ def make_predictor(out: Path, weights: dict[str, str]) -> Path:
         del enc
     torch.manual_seed(0)
     head = build_head("mlp", dim)
-    cdir = out / "run" / "configs" / "trienc-mlp-utmos"
-    cdir.mkdir(parents=True, exist_ok=True)
-    torch.save({"head_config": head.config, "state_dict": head.state_dict(), "z_mean": [5.0] * 4, "z_std": [2.0] * 4,
-                "axes": list(AXES), "encoders": idents, "encoder_keys": keys, "crop_seconds": 10.0,
-                "grid_rate": 6.25}, cdir / "model.pt")
+    task = get_task()
+    RunDir(out / "run").config("trienc-mlp-utmos").write_model(ModelRecord(
+        head_config=head.config, state_dict=head.state_dict(), z_mean=[5.0] * task.n_axes, z_std=[2.0] * task.n_axes,
+        axes=list(task.axes), encoders=idents, encoder_keys=keys, crop_seconds=10.0, grid_rate=6.25, task=task.name))
     return export_predictor(out / "run", ["trienc-mlp-utmos"], out / "predictor", weights=weights)
 
 
 def run(out: Path, seconds: float = 90.0) -> Path:
     from bench.extract_bench import make_audio, make_weights
-    from mmmos.app.predictor import Predictor
+    from mmmos.app.predict import Predictor
 
     work = out / "predict_work"
     weights = make_weights(out / "extract_work" / "weights")
@@ -49,7 +50,7 @@ def run(out: Path, seconds: float = 90.0) -> Path:
     rows = make_audio(work / "audio", seconds, seed=1)
     pred = Predictor.load(pdir, device="cpu")
     enc_time = {"t": 0.0}
-    for enc in pred._encoders.values():  # time the forward passes only
+    for enc in pred.encoders.loaded.values():  # time the forward passes only
         fwd = enc.forward_batch
 
         def timed(x, fwd=fwd):

@@ -1,0 +1,31 @@
+"""Exported predictors and ``mmmos predict``: audio files in, the task's scores out.
+
+Modules (one job each):
+
+* :mod:`.spec` -- ``predictor.json`` as typed records (:class:`PredictorSpec`), format checks
+* :mod:`.export` -- :func:`export_predictor`: sweep run members -> predictor folder
+* :mod:`.windows` -- window planning for long audio; the default window is the training crop
+* :mod:`.members` -- a member's head applied to a clip's windows (the sweep's feature code)
+* :mod:`.encoders` -- weights lookup, identity checks, frames from a waveform
+* :mod:`.cache` -- reuse of cached frames, only for the same source audio
+* :mod:`.predictor` -- :class:`Predictor`: clips in order, bad input as error rows
+* :mod:`.inputs` -- files, folders and manifests -> items
+* :mod:`.tables` -- output tables (CSV/JSONL/Parquet)
+* :mod:`.cli` -- ``add_arguments`` / ``run_cli``
+
+Nothing here imports torch, scipy or polars at module level, so ``mmmos --help`` stays fast.
+"""
+from __future__ import annotations
+
+from .cli import add_arguments, parse_weights, run_cli
+from .errors import MissingWeightsError, PredictorError, WeightsMismatchError
+from .export import export_predictor
+from .inputs import InputItem, expand_inputs
+from .predictor import ClipResult, Predictor
+from .spec import PredictorSpec, read_predictor_spec
+from .tables import results_table, write_table
+from .windows import plan_windows
+
+__all__ = ["ClipResult", "InputItem", "MissingWeightsError", "Predictor", "PredictorError", "PredictorSpec",
+           "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor", "parse_weights",
+           "plan_windows", "read_predictor_spec", "results_table", "run_cli", "write_table"]

@@ -1,0 +1,109 @@
+"""``mmmos predict``: options and the command (``add_arguments`` / ``run_cli``).
+
+Returns 0 when every clip was scored and :data:`EXIT_PARTIAL` (3) when some rows carry an error; usage
+problems (bad model folder, weights that do not match, bad output name or window) raise
+:class:`PredictorError`, a ``UserError`` the CLI prints as one line (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Sequence
+
+from mmmos.core.argtypes import positive_float, positive_int
+from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
+
+from .errors import PredictorError
+
+
+def parse_weights(items: Sequence[str] | None) -> dict[str, str]:
+    """``NAME=PATH`` items (repeatable or comma-separated), as ``mmmos extract --weights``."""
+    from mmmos.extract import parse_weights as parse
+
+    try:
+        return parse(items)
+    except ValueError as e:
+        raise PredictorError(str(e)) from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``mmmos predict``."""
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio files, folders (searched recursively) or manifests (Track 2 list, CSV with a path "
+                        "column, AES JSONL)")
+    p.add_argument("--model", required=True, help="predictor folder written by `mmmos ensemble ... --export DIR`")
+    p.add_argument("--weights", action="append",
+                   help="NAME=PATH local encoder weights, e.g. wavlm=/models/wavlm-base-plus (repeatable or "
+                        "comma-separated); each file's sha256 must equal the model's record")
+    p.add_argument("--cache", help="a frame cache to read instead of running encoders, for clips whose recorded "
+                                   "source has the same bytes as the input file (checked by sha256)")
+    p.add_argument("--out", help="output file: .csv, .jsonl or .parquet (default: CSV to stdout)")
+    p.add_argument("--window", type=positive_float, default=None,
+                   help="window length in seconds for long audio (default: the crop the model was trained on)")
+    p.add_argument("--hop", type=positive_float, default=None,
+                   help="window hop in seconds, at most --window (default: the window); the last window is the "
+                        "remainder")
+    p.add_argument("--per-window", action="store_true",
+                   help="add one row per window (window_start, window_end, weight) after each clip's row")
+    p.add_argument("--data-root", help="folder that replaces /your_path/ in Track 2 lists and roots relative paths")
+    p.add_argument("--device", default="auto", help="encoder device: auto (cuda -> mps -> cpu), cpu, cuda, mps")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="equal-shape chunks of one clip per encoder "
+                                                                      "forward")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _log(msg: str) -> None:
+    print(f"mmmos predict: {msg}", file=sys.stderr)
+
+
+def _report(results: list, seconds: float, out: str | None, pred) -> int:
+    from .cache import STALE, summarize
+
+    bad = [r for r in results if r.error is not None]
+    from_cache = sum(r.source == "cache" for r in results)
+    _log(f"{len(results) - len(bad)} of {len(results)} clips scored in {seconds:.1f} s ({from_cache} from the cache)"
+         + (f" -> {out}" if out else ""))
+    if pred.cache is not None:
+        _log(summarize([r.cache for r in results if r.cache is not None]))
+        stale = [r for r in results if r.cache is not None and STALE in r.cache.status.values()]
+        for r in stale[:10]:
+            _log(f"  {r.clip_id}: {r.cache.detail}; computed from the file")
+    if bad:
+        _log(f"{len(bad)} clips failed (error column):")
+        for r in bad[:10]:
+            print(f"  {r.clip_id}: {r.error}", file=sys.stderr)
+        if len(bad) > 10:
+            print(f"  … and {len(bad) - 10} more", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``mmmos predict``: 0 when every clip was scored, 3 when some rows carry an error; raises
+    :class:`PredictorError` for a usage problem."""
+    from .inputs import expand_inputs
+    from .predictor import Predictor
+    from .tables import output_format, results_table, write_table
+
+    output_format(args.out)
+    weights = parse_weights(args.weights)
+    items = expand_inputs(args.inputs, args.data_root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = Predictor.load(args.model, weights, None if args.device == "auto" else args.device,
+                              cache=args.cache, window=args.window, hop=args.hop, batch_size=args.batch_size)
+    for w in caught:
+        _log(f"warning: {w.message}")
+    for note in pred.cache_notes:
+        _log(note)
+    _log(f"windows of {pred.window:g} s, hop {pred.hop:g} s"
+         + (" (the model's training crop)" if args.window is None else ""))
+    t0 = time.perf_counter()
+    results = list(pred.predict_items(items, progress=not args.no_progress))
+    write_table(results_table(results, args.per_window, pred.axes), args.out)
+    return _report(results, time.perf_counter() - t0, args.out, pred)
+
+
+__all__ = ["add_arguments", "parse_weights", "run_cli"]

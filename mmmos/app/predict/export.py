@@ -1,0 +1,132 @@
+"""Export: trained configurations of a sweep run -> a self-contained predictor folder (see :mod:`.spec`).
+
+The run is read through :mod:`mmmos.core.rundir` (``ModelRecord`` for ``model.pt``, ``ConfigRecord`` for
+``config.json``); the folder is written to a temporary sibling and renamed into place, so a reader never
+sees half a predictor.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mmmos.core.rundir import ConfigDir, ModelRecord, RunDir, RunDirError
+from mmmos.core.tasks import get_task
+
+from .errors import PredictorError
+from .spec import MEMBERS_DIR, PREDICTOR_FILE, MemberSpec, PredictorSpec, safe_member_name
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def _read_member(run: RunDir, name: str) -> tuple[ModelRecord, bool]:
+    """The model record of configuration ``name`` and whether its predictions were clamped."""
+    safe_member_name(name)
+    cdir: ConfigDir = run.config(name)
+    if not cdir.model_path.is_file():
+        have = [n for n in run.config_names() if run.config(n).model_path.is_file()]
+        raise PredictorError(f"{cdir.model_path}: no trained model for member {name!r} in {run.path} "
+                             f"(trained: {', '.join(have) or 'none'})")
+    try:
+        rec = cdir.read_model()
+    except RunDirError as e:
+        raise PredictorError(str(e)) from None
+    except TypeError as e:  # a dict lacking record fields
+        raise PredictorError(f"{cdir.model_path}: not a sweep model record ({e})") from None
+    task = get_task(rec.task)
+    if list(rec.axes) != list(task.axes):
+        raise PredictorError(f"{cdir.model_path}: axes {list(rec.axes)} are not those of task {task.name} "
+                             f"{list(task.axes)}")
+    clip = True
+    if cdir.config_path.is_file():
+        try:
+            clip = bool(cdir.read_config().config.get("clip_predictions", True))
+        except RunDirError as e:
+            raise PredictorError(str(e)) from None
+    return rec, clip
+
+
+def _collect(run: RunDir, members: list[str]) -> tuple[list[tuple[str, ModelRecord, bool]], dict, dict, str]:
+    """Member records, the union of encoder identities (key -> identity), name -> key, and the task."""
+    recs, identities, names_by_key, tasks = [], {}, {}, set()
+    for m in members:
+        rec, clip = _read_member(run, m)
+        tasks.add(rec.task)
+        for key, ident in zip(rec.encoder_keys, rec.encoders):
+            ident = _jsonable(ident)
+            name = ident["name"]
+            if names_by_key.setdefault(name, key) != key:
+                raise PredictorError(f"members need two different {name!r} encoders ({names_by_key[name]} and {key}, "
+                                     f"the latter from {m}); one predictor takes one set of weights per encoder name")
+            identities[key] = ident
+        recs.append((m, rec, clip))
+    if len(tasks) > 1:
+        raise PredictorError(f"members were trained for different tasks ({', '.join(sorted(tasks))})")
+    return recs, identities, names_by_key, tasks.pop()
+
+
+def _member_spec(name: str, rec: ModelRecord, clip: bool) -> MemberSpec:
+    return MemberSpec(name=name, file=f"{MEMBERS_DIR}/{name}.pt", head_config=_jsonable(rec.head_config),
+                      z_mean=[float(v) for v in rec.z_mean], z_std=[float(v) for v in rec.z_std],
+                      encoder_keys=list(rec.encoder_keys), crop_seconds=float(rec.crop_seconds),
+                      grid_rate=float(rec.grid_rate) if rec.grid_rate is not None else None,
+                      clip_predictions=clip, features=rec.features)
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike,
+                     weights: dict[str, str] | None = None) -> Path:
+    """Write the ensemble ``members`` of sweep run ``run_dir`` as a predictor folder ``out_dir``.
+
+    ``weights`` (encoder name -> path) are recorded as default weights paths.  An existing
+    ``out_dir`` is replaced only if it holds a predictor (or is empty).  Returns ``out_dir``."""
+    run, out = RunDir(run_dir), Path(out_dir)
+    if not members:
+        raise PredictorError("export_predictor: no members given")
+    if len(set(members)) != len(members):
+        raise PredictorError(f"export_predictor: duplicated members in {members}")
+    recs, identities, names_by_key, task = _collect(run, list(members))
+    unknown = sorted(set(weights or {}) - set(names_by_key))
+    if unknown:
+        raise PredictorError(f"weights given for {', '.join(unknown)}, which no member uses "
+                             f"(needed: {', '.join(sorted(names_by_key))})")
+    if out.exists():
+        content = {p.name for p in out.iterdir()}
+        if content and PREDICTOR_FILE not in content:
+            raise PredictorError(f"{out} exists and is not a predictor folder; choose a new --export folder")
+    import torch
+
+    spec = PredictorSpec(members=[_member_spec(m, rec, clip) for m, rec, clip in recs], encoders=identities,
+                         task=task, weights={k: str(Path(v).resolve()) for k, v in (weights or {}).items()},
+                         source={"run": str(run.path.resolve()), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / MEMBERS_DIR).mkdir()
+        for m, rec, _ in recs:
+            torch.save({k: v.detach().cpu().contiguous() for k, v in rec.state_dict.items()},
+                       tmp / MEMBERS_DIR / f"{m}.pt")
+        (tmp / PREDICTOR_FILE).write_text(json.dumps(spec.to_json(), indent=2))
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+__all__ = ["export_predictor"]
