@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from mmmos.core.errors import UserError
+
 CODE_VERSION = "1"  # bump when a change alters the frames any encoder writes
 
 
-class EncoderLoadError(RuntimeError):
+class EncoderLoadError(UserError, RuntimeError):
     """Weights missing, of the wrong architecture, or with missing/unexpected keys."""
 
 
@@ -41,10 +43,12 @@ def sha256_file(path: str | os.PathLike, _cache: dict = {}) -> str:
 
 
 def select_device(device: str | None = None) -> str:
-    """``None``/"auto" -> cuda, then mps, then cpu."""
+    """``None``/"auto" -> cuda, then mps, then cpu.  An explicit device this machine lacks is a
+    :class:`UserError` (running on the CPU instead would also change the cache identity's precision)."""
     import torch
 
     if device and device != "auto":
+        _check_device(torch, device)
         return device
     if torch.cuda.is_available():
         return "cuda"
@@ -52,6 +56,23 @@ def select_device(device: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _check_device(torch, device: str) -> None:
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise UserError(f"--device {device}: no CUDA device is available on this machine "
+                            f"(use --device cpu or auto)")
+        if index and (not index.isdigit() or int(index) >= n):
+            raise UserError(f"--device {device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+    elif kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserError(f"--device {device}: MPS is not available on this machine (use --device cpu or auto)")
+    elif kind != "cpu" or index:
+        raise UserError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
 
 
 def load_checkpoint(path: str | os.PathLike, allow: tuple = ()) -> dict:

@@ -1,0 +1,204 @@
+"""The decode -> embed -> write pipeline of an extraction run.
+
+* Clips are sorted by duration and taken in groups; each clip is decoded once and resampled once per
+  encoder rate.  With a GPU (or mps), the next group is decoded in a background thread while the encoders
+  run and frames are written by another thread; on CPU both run in line, since extra threads only compete
+  with torch's (measured).
+* Inside a group, encoder inputs of *identical* shape are stacked into batches (WavLM's GroupNorm and
+  MuQ's convolutions see padding, so nothing is padded).
+* Before a group is decoded each encoder's writer *claims* its clips, so a concurrent extract into the same
+  store never computes or stores them twice.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmmos.cache_store import GroupWriter
+
+from .base import FrameEncoder
+from .plan import EncoderPlan, Sources
+from .precision import _forward
+from .report import ExtractReport
+
+
+def embed_many(enc: FrameEncoder, waves: dict[str, np.ndarray], batch_size: int, precision: str = "fp32",
+               on_error=None) -> dict[str, np.ndarray]:
+    """Frames for several clips, batching encoder inputs of identical shape across clips.
+
+    A batch that fails is retried item by item so one bad clip cannot sink the others;
+    ``on_error(clip_id, exc)`` is told about each clip that still fails."""
+    pieces: dict[str, list] = {}
+    by_shape: dict[tuple, list[tuple[str, int, np.ndarray]]] = {}
+    for cid, w in waves.items():
+        try:
+            chunks = enc.split(w)
+        except Exception as e:  # noqa: BLE001 - reported per clip
+            on_error and on_error(cid, e)
+            continue
+        pieces[cid] = [None] * len(chunks)
+        for i, c in enumerate(chunks):
+            by_shape.setdefault(tuple(c.shape), []).append((cid, i, c))
+    failed: set[str] = set()
+    for items in by_shape.values():
+        for s in range(0, len(items), batch_size):
+            _run_batch(enc, items[s : s + batch_size], precision, pieces, failed, on_error)
+    out: dict[str, np.ndarray] = {}
+    for cid, parts in pieces.items():
+        if cid in failed:
+            continue
+        try:
+            out[cid] = enc.join(parts, waves[cid])
+        except Exception as e:  # noqa: BLE001
+            on_error and on_error(cid, e)
+    return out
+
+
+def _run_batch(enc, batch, precision, pieces, failed, on_error) -> None:
+    try:
+        out = _forward(enc, np.stack([c for _, _, c in batch]), precision)
+        for (cid, i, _), o in zip(batch, out):
+            pieces[cid][i] = o
+    except Exception:  # noqa: BLE001 - isolate the culprit item by item
+        for cid, i, c in batch:
+            if cid in failed:
+                continue
+            try:
+                pieces[cid][i] = _forward(enc, c[None], precision)[0]
+            except Exception as e:  # noqa: BLE001
+                failed.add(cid)
+                on_error and on_error(cid, e)
+
+
+def duration_groups(ids: list[str], durations: dict[str, float], group_seconds: float, max_clips: int) -> list[list[str]]:
+    """Clips sorted by duration, cut into groups of about ``group_seconds`` of audio (at most ``max_clips``)."""
+    groups, cur, acc = [], [], 0.0
+    for cid in sorted(ids, key=lambda c: (durations.get(c, 0.0), c)):
+        cur.append(cid)
+        acc += durations.get(cid, 0.0)
+        if acc >= group_seconds or len(cur) >= max_clips:
+            groups.append(cur)
+            cur, acc = [], 0.0
+    return groups + ([cur] if cur else [])
+
+
+@dataclass
+class Stage:
+    """One encoder in the pipeline."""
+
+    name: str
+    enc: FrameEncoder
+    writer: GroupWriter
+    plan: EncoderPlan
+
+
+class Pipeline:
+    """Runs groups of clips through decode -> embed -> write for every stage, filling ``rep``."""
+
+    def __init__(self, stages: list[Stage], rows: dict[str, str], sources: Sources, rep: ExtractReport,
+                 batch_size: int, precision: str, overlap: bool):
+        self.stages, self.rows, self.sources, self.rep = stages, rows, sources, rep
+        self.batch_size, self.precision, self.overlap = batch_size, precision, overlap
+        self.rates = sorted({s.enc.sample_rate for s in stages})
+        self.todo = {s.name: set(s.plan.todo) for s in stages}
+        self._werr: list = []
+
+    # -- steps -----------------------------------------------------------------------
+    def claim(self, group: list[str]) -> dict[str, set[str]]:
+        """Per stage, the clips of ``group`` this run writes (others are left to a concurrent writer)."""
+        out = {}
+        for s in self.stages:
+            want = [c for c in group if c in self.todo[s.name]]
+            got = set(s.writer.claim(want)) if want else set()
+            self.rep.busy[s.name] = self.rep.busy.get(s.name, 0) + len(want) - len(got)
+            out[s.name] = got
+        return out
+
+    def decode(self, ids: list[str]):
+        from mmmos.core.audio import AudioError, load_audio, resample
+
+        out, errs = {}, []
+        t = time.perf_counter()
+        for cid in ids:
+            try:
+                self.sources.get(self.rows[cid])  # fingerprint the bytes we are about to decode
+                wave, sr = load_audio(self.rows[cid])
+                out[cid] = {r: resample(wave, sr, r) for r in self.rates}
+                out[cid]["_dur"] = len(wave) / sr
+            except AudioError as e:
+                errs.append((cid, e))
+            except Exception as e:  # noqa: BLE001 - any decoder crash is this file's problem
+                errs.append((cid, AudioError(f"{self.rows[cid]}: {type(e).__name__}: {e}")))
+        return out, errs, time.perf_counter() - t
+
+    def embed(self, s: Stage, audio: dict, mine: set[str]):
+        rep, sr = self.rep, s.enc.sample_rate
+        need = {c: a[sr] for c, a in audio.items() if c in mine}
+        for c in [c for c, w in need.items() if len(w) < s.enc.min_samples()]:
+            need.pop(c)
+            rep.fail(c, self.rows[c], s.name, "encode", f"clip of {len(audio[c][sr])} samples at {sr} Hz is shorter "
+                                                       f"than one {s.name} frame (needs {s.enc.min_samples()})")
+        t = time.perf_counter()
+        frames = embed_many(s.enc, need, self.batch_size, self.precision,
+                            on_error=lambda c, e: rep.fail(c, self.rows[c], s.name, "encode", f"{type(e).__name__}: {e}"))
+        rep.encoder_seconds[s.name] = rep.encoder_seconds.get(s.name, 0.0) + time.perf_counter() - t
+        return frames
+
+    def write(self, item) -> None:
+        s, cid, frames, dur = item
+        try:
+            s.writer.write(cid, frames, self.rows[cid], dur, source=self.sources.get(self.rows[cid]),
+                           replace=cid in s.plan.replace)
+        except Exception as e:  # noqa: BLE001 - reported, the run goes on
+            self._werr.append((cid, s.name, e))
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self, groups: list[list[str]], progress) -> None:
+        wq: queue.Queue = queue.Queue(maxsize=64)
+        wt = threading.Thread(target=self._writer_loop, args=(wq,), daemon=True) if self.overlap else None
+        pool = ThreadPoolExecutor(max_workers=1) if self.overlap else None
+        if wt:
+            wt.start()
+        emit = wq.put if self.overlap else self.write
+
+        def start(gi: int):
+            if gi >= len(groups):
+                return None
+            mine = self.claim(groups[gi])
+            ids = sorted(set().union(*mine.values())) if mine else []
+            return mine, (pool.submit(self.decode, ids) if pool else ids)
+
+        try:
+            nxt = start(0)
+            for gi in range(len(groups)):
+                mine, job = nxt
+                audio, errs, dt = job.result() if pool else self.decode(job)
+                nxt = start(gi + 1)
+                self._one_group(mine, audio, errs, dt, emit)
+                progress.update(len(groups[gi]), sum(a["_dur"] for a in audio.values()))
+        finally:
+            if pool:
+                pool.shutdown(wait=True)
+            if wt:
+                wq.put(None)
+                wt.join()
+        for cid, name, e in self._werr:
+            self.rep.fail(cid, self.rows[cid], name, "write", e)
+
+    def _one_group(self, mine, audio, errs, dt, emit) -> None:
+        self.rep.decode_seconds += dt
+        for cid, e in errs:
+            self.rep.fail(cid, self.rows[cid], "*", "decode", e)
+        for s in self.stages:
+            for cid, f in self.embed(s, audio, mine[s.name]).items():
+                emit((s, cid, f, audio[cid]["_dur"]))
+        self.rep.audio_seconds += sum(a["_dur"] for a in audio.values())
+
+    def _writer_loop(self, wq: queue.Queue) -> None:
+        while (item := wq.get()) is not None:
+            self.write(item)
