@@ -17,9 +17,12 @@ import pytest
 from scipy import stats
 
 from mmmos import ensemble as se
+from mmmos.app import ensemble_cmd
+from mmmos.app.cli import main as mmmos_main
+from mmmos.app.scoring import score
+from mmmos.core.errors import UserError
 from mmmos.core.manifests import read_answer_file
 from mmmos.core.metrics import evaluate
-from mmmos.app.scoring import score
 
 AXES = ("PQ", "PC", "CE", "CU")
 
@@ -79,7 +82,8 @@ def make_fake_sweep(root: Path, ranking: dict[str, tuple[float, float]] = RANKIN
         cfg = {"name": name, "encoders": ["encA", "encB"], "head": heads[i % 3], "loss": losses[i % 4]}
         (d / "config.json").write_text(json.dumps({"config": cfg}))
         (d / "DONE").write_text("ok\n")
-    (run / "run.json").write_text(json.dumps({"labels": {"train": str(root / "train.csv"),
+    (run / "run.json").write_text(json.dumps({"store": str(root / "cache.zarr"), "encoders": {"encA": "encA-0"},
+                                              "labels": {"train": str(root / "train.csv"),
                                                          **{s: str(root / f"{s}.csv") for s in sets}}}))
     return run
 
@@ -95,9 +99,15 @@ def sweep(run_dir):
 
 
 def cli(argv: list[str]) -> int:
+    """``mmmos ensemble ARGV`` through the real dispatcher (user errors: one line on stderr, status 2)."""
+    return mmmos_main(["ensemble", *argv])
+
+
+def cmd(argv: list[str]) -> int:
+    """The command module alone (user errors raise)."""
     p = argparse.ArgumentParser()
-    se.add_arguments(p)
-    return se.run_cli(p.parse_args(argv))
+    ensemble_cmd.add_arguments(p)
+    return ensemble_cmd.run_cli(p.parse_args(argv))
 
 
 # ---------------------------------------------------------------------------------------------

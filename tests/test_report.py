@@ -5,8 +5,6 @@ import argparse
 import base64
 import io
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,10 +12,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_ensemble import RANKING, make_fake_sweep  # noqa: E402
+from test_ensemble import RANKING, make_fake_sweep  # pytest puts tests/ on the path (rootdir conftest-less)
 
-from mmmos.app import report  # noqa: E402
+from mmmos.app import report
+from mmmos.app.cli import main as mmmos_main
 
 AXES = ("PQ", "PC", "CE", "CU")
 
@@ -117,6 +115,9 @@ def test_report_without_pam_set_and_cli(tmp_path, capsys):
     assert "<i>unavailable</i>" in html  # submitted, pam-top-K
     assert sorted(q.name for q in out.parent.glob("*.png")) == ["mine_domains.png", "mine_scatter_dev.png"]
     assert len(_images(html)) == 2
-    # asking for an unavailable strategy is a clear error
-    assert report.run_cli(p.parse_args([str(run), "--out", str(out), "--strategy", "submitted"])) == 2
-    assert "'submitted' is not among the evaluated, available ones: all" in capsys.readouterr().err
+    # asking for an unavailable strategy is a clear error: one line, status 2
+    capsys.readouterr()
+    assert mmmos_main(["report", str(run), "--out", str(out), "--strategy", "submitted"]) == 2
+    err = capsys.readouterr().err
+    assert "'submitted' is not among the evaluated, available ones: all" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

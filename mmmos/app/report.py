@@ -5,7 +5,11 @@ Table IV layout (ensemble strategies, from ``<run>/ensembles/``; computed first 
 predicted-vs-true scatter plots of the chosen ensemble per axis, the model-selection picture
 (each configuration's ranking metric on Dev vs PAM dev) and a per-domain (speech/music/sound)
 SRCC breakdown. Figures are PNG (matplotlib, Agg), embedded in the HTML as base64 and also saved
-next to it.
+next to it. Axes, score range, domains and the composite come from the run's task; metric directions
+(best bold, second underlined) from the metric registry.
+
+(Over 400 lines on purpose: inputs, the three figures, the label placer and the HTML page are one
+report read top to bottom; the figure code is most of it and is only used here.)
 """
 from __future__ import annotations
 
@@ -18,21 +22,36 @@ import math
 import re
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
-AXES: tuple[str, ...] = ("PQ", "PC", "CE", "CU")
-AXIS_NAMES = {"PQ": "Production Quality", "PC": "Production Complexity", "CE": "Content Enjoyment",
-              "CU": "Content Usefulness", "composite": "composite (mean of the 4 axes)"}
-DOMAINS: tuple[str, ...] = ("speech", "music", "sound")
+from mmmos.core.errors import UserError
+from mmmos.core.tasks import COMPOSITE, Task, get_task
+
+if TYPE_CHECKING:
+    import polars as pl
+
 DPI = 100
-SCATTER_SIZE = (9.0, 8.5)  # inches; 2 x 2 panels
+SCATTER_SIZE = (9.0, 8.5)  # inches; 2 x 2 panels (one per axis; rows grow with the task's axes)
 SELECTION_SIZE = (11.0, 7.5)
 DOMAIN_PANEL_SIZE = (5.5, 4.8)  # per labelled set, side by side
-TABLE_METRICS = ("MSE", "LCC", "SRCC", "KTAU")
+
+
+class ReportError(UserError, ValueError):
+    """The run or its ensemble outputs cannot be reported on (message names the file or option)."""
+
+
+class ReportFileMissing(UserError, FileNotFoundError):
+    """A run folder or an ensemble output the report needs does not exist."""
+
+
+def _axis_title(task: Task, axis: str) -> str:
+    if axis == COMPOSITE:
+        return f"composite (mean of {', '.join(task.composite_axes)})"
+    return task.axis_titles.get(axis, axis).replace("_", " ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,57 +60,100 @@ TABLE_METRICS = ("MSE", "LCC", "SRCC", "KTAU")
 @dataclass
 class ReportInputs:
     run: Path
-    summary: pl.DataFrame
-    table_iv: pl.DataFrame
+    summary: "pl.DataFrame"
+    table_iv: "pl.DataFrame"
     members: dict  # members.json of the ensembles
     strategy: str  # the ensemble shown in the figures
-    predictions: dict[str, pl.DataFrame]  # set -> chosen ensemble's predictions
-    truth: dict[str, pl.DataFrame]  # set -> labels
+    predictions: dict  # set -> chosen ensemble's predictions
+    truth: dict  # set -> labels
+    task: Task = field(default_factory=get_task)
 
 
-def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> ReportInputs:
-    from mmmos import ensemble as select_ensemble
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: not readable JSON ({' '.join(str(e).split())})") from None
+
+
+def _read_parquet(path: Path) -> "pl.DataFrame":
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path)
+    except FileNotFoundError:
+        raise ReportFileMissing(f"{path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - polars raises several types for a damaged file
+        raise ReportError(f"{path}: not a readable Parquet file ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]})") from None
+
+
+def _summary(rd) -> "pl.DataFrame":
     from mmmos import sweep as sweep_mod
-    from mmmos.app.scoring import read_truth
 
-    if not (run / "configs").is_dir():
-        raise FileNotFoundError(f"{run}: not a sweep directory (no configs/ folder)")
-    summ_file = run / "summary.parquet"
-    summary = pl.read_parquet(summ_file) if summ_file.is_file() else sweep_mod.write_summary(run)
+    summary = _read_parquet(rd.summary_parquet) if rd.summary_parquet.is_file() else sweep_mod.write_summary(rd.path)
     if summary is None:
-        raise FileNotFoundError(f"{run}: no finished configurations to report on")
+        raise ReportFileMissing(f"{rd.path}: no finished configurations to report on")
+    return summary
+
+
+def _ensembles(run: Path, ensembles: Path | None) -> Path:
+    from mmmos import ensemble as select_ensemble
+
     ens = Path(ensembles) if ensembles else select_ensemble.default_out(run)
     if not (ens / "members.json").is_file():
         if ensembles:
-            raise FileNotFoundError(f"{ens}: no members.json (run `mmmos ensemble {run} --out {ens}` first)")
+            raise ReportFileMissing(f"{ens}: no members.json (run `mmmos ensemble {run} --out {ens}` first)")
         select_ensemble.run_ensembles(run, out=ens)
-    members = json.loads((ens / "members.json").read_text())
-    table_iv = pl.read_parquet(ens / "table_iv.parquet")
+    return ens
+
+
+def _chosen_strategy(members: dict, ens: Path, strategy: str | None) -> str:
     available = [s for s, m in members["strategies"].items() if "members" in m]
     if strategy is None:
         if not available:
-            raise ValueError(f"{ens}: no strategy was available; nothing to plot")
-        strategy = "submitted" if "submitted" in available else available[0]
-    elif strategy not in available:
-        raise ValueError(f"strategy {strategy!r} is not among the evaluated, available ones: {', '.join(available)}")
+            raise ReportError(f"{ens}: no strategy was available; nothing to plot")
+        return "submitted" if "submitted" in available else available[0]
+    if strategy not in available:
+        raise ReportError(f"strategy {strategy!r} is not among the evaluated, available ones: {', '.join(available)}")
+    return strategy
+
+
+def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> ReportInputs:
+    from mmmos.core.rundir import RunDir
+    from mmmos.core.truth import read_truth
+
+    rd = RunDir(run)
+    if not rd.configs_path.is_dir():
+        raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
+    task = get_task(rd.task())
+    summary = _summary(rd)
+    ens = _ensembles(run, ensembles)
+    members = _read_json(ens / "members.json")
+    table_iv = _read_parquet(ens / "table_iv.parquet")
+    strategy = _chosen_strategy(members, ens, strategy)
     preds, truth = {}, {}
     for s in members["sets"]:
         f = ens / "predictions" / strategy / f"{s}.parquet"
         if f.is_file():
-            preds[s] = pl.read_parquet(f)
+            preds[s] = _read_parquet(f)
         if s in members.get("truth", {}):
-            truth[s] = read_truth(members["truth"][s])
-    return ReportInputs(run, summary, table_iv, members, strategy, preds, truth)
+            truth[s] = read_truth(members["truth"][s], task=task)
+    return ReportInputs(run, summary, table_iv, members, strategy, preds, truth, task)
 
 
-def _joined(pred: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
-    """Predictions next to labels (``p_PQ``.., ``t_PQ``.., composite), only clips with all four labels."""
-    t = truth.select("clip_id", *[pl.col(a).alias(f"t_{a}") for a in AXES])
+def _joined(pred: "pl.DataFrame", truth: "pl.DataFrame", task: Task | None = None) -> "pl.DataFrame":
+    """Predictions (``<axis>``) next to labels (``t_<axis>``) and the composite, only clips with every label."""
+    import polars as pl
+
+    tk = get_task(task)
+    axes, comp = tk.axes, tk.composite_axes
+    t = truth.select("clip_id", *[pl.col(a).alias(f"t_{a}") for a in axes])
     j = pred.join(t, on="clip_id", how="inner").filter(
-        pl.all_horizontal([pl.col(f"t_{a}").is_not_null() & pl.col(f"t_{a}").is_not_nan() for a in AXES]))
+        pl.all_horizontal([pl.col(f"t_{a}").is_not_null() & pl.col(f"t_{a}").is_not_nan() for a in axes]))
     return j.with_columns(
-        (sum(pl.col(a) for a in AXES) / 4).alias("composite"),
-        (sum(pl.col(f"t_{a}") for a in AXES) / 4).alias("t_composite"),
+        (sum(pl.col(a) for a in comp) / len(comp)).alias(COMPOSITE),
+        (sum(pl.col(f"t_{a}") for a in comp) / len(comp)).alias(f"t_{COMPOSITE}"),
     )
 
 
@@ -103,24 +165,27 @@ def _srcc(p: np.ndarray, y: np.ndarray) -> float:
         return srcc(p, y) if len(p) else math.nan
 
 
-def domain_table(inputs: ReportInputs) -> pl.DataFrame:
+def domain_table(inputs: ReportInputs) -> "pl.DataFrame":
     """Utterance-level SRCC of the chosen ensemble per set, domain and axis (+ composite)."""
+    import polars as pl
+
+    domains, all_axes = inputs.task.domains, inputs.task.all_axes
     rows = []
     for s, pred in inputs.predictions.items():
         if s not in inputs.truth:
             continue
-        j = _joined(pred, inputs.truth[s])
-        doms = [d for d in DOMAINS if d in set(j["domain"].drop_nulls().to_list())]
-        doms += sorted(set(j["domain"].drop_nulls().to_list()) - set(DOMAINS))
+        j = _joined(pred, inputs.truth[s], inputs.task)
+        doms = [d for d in domains if d in set(j["domain"].drop_nulls().to_list())]
+        doms += sorted(set(j["domain"].drop_nulls().to_list()) - set(domains))
         if j["domain"].null_count():
             doms.append(None)
         for d in doms:
             part = j.filter(pl.col("domain").is_null() if d is None else pl.col("domain") == d)
             row = {"set": s, "domain": d or "unknown", "n": part.height}
-            for a in (*AXES, "composite"):
+            for a in all_axes:
                 row[a] = _srcc(part[a].to_numpy(), part[f"t_{a}"].to_numpy())
             rows.append(row)
-    schema = {"set": pl.String, "domain": pl.String, "n": pl.Int64, **{a: pl.Float64 for a in (*AXES, "composite")}}
+    schema = {"set": pl.String, "domain": pl.String, "n": pl.Int64, **{a: pl.Float64 for a in all_axes}}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -139,16 +204,24 @@ def _plt():
 DOMAIN_COLOURS = {"speech": "#1f77b4", "music": "#d62728", "sound": "#2ca02c", "unknown": "#7f7f7f"}
 
 
-def scatter_figure(pred: pl.DataFrame, truth: pl.DataFrame, title: str):
-    """2 x 2 panels, predicted vs true per axis on the 0-10 scale, coloured by domain."""
+def scatter_figure(pred: "pl.DataFrame", truth: "pl.DataFrame", title: str, task: Task | None = None):
+    """One panel per axis (two per row), predicted vs true on the task's score range, coloured by domain."""
     plt = _plt()
-    j = _joined(pred, truth)
-    fig, axs = plt.subplots(2, 2, figsize=SCATTER_SIZE, dpi=DPI, layout="constrained")
+    tk = get_task(task)
+    lo, hi = tk.score_range
+    j = _joined(pred, truth, tk)
+    n_rows = max(1, math.ceil(tk.n_axes / 2))
+    fig, axs = plt.subplots(n_rows, 2, figsize=(SCATTER_SIZE[0], SCATTER_SIZE[1] * n_rows / 2), dpi=DPI,
+                            layout="constrained", squeeze=False)
     doms = j["domain"].fill_null("unknown").to_numpy()
-    present = [d for d in (*DOMAINS, "unknown") if d in set(doms)] + sorted(set(doms) - set(DOMAINS) - {"unknown"})
-    for ax, a in zip(axs.flat, AXES):
+    known = tk.domains
+    present = [d for d in (*known, "unknown") if d in set(doms)] + sorted(set(doms) - set(known) - {"unknown"})
+    for ax in axs.flat[tk.n_axes:]:
+        ax.axis("off")
+    ticks = np.linspace(lo, hi, 6)
+    for ax, a in zip(axs.flat, tk.axes):
         p, y = j[a].to_numpy(), j[f"t_{a}"].to_numpy()
-        ax.plot([0, 10], [0, 10], color="0.4", lw=1, ls="--", label="identity (y = x)", zorder=1)
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", label="identity (y = x)", zorder=1)
         # one scatter in a fixed shuffled order, so no domain is painted over the others wholesale
         order = np.random.default_rng(0).permutation(len(p))
         colours = [DOMAIN_COLOURS.get(d, DOMAIN_COLOURS["unknown"]) for d in doms[order]]
@@ -157,15 +230,15 @@ def scatter_figure(pred: pl.DataFrame, truth: pl.DataFrame, title: str):
         for d in present:  # legend proxies
             ax.scatter([], [], s=12, color=DOMAIN_COLOURS.get(d, DOMAIN_COLOURS["unknown"]),
                        label=f"{d} ({int((doms == d).sum())})")
-        ax.set_xlim(0, 10)
-        ax.set_ylim(0, 10)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
-        ax.set_xticks(range(0, 11, 2))
-        ax.set_yticks(range(0, 11, 2))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
         ax.grid(alpha=0.3)
-        ax.set_xlabel("true score (0–10)")
-        ax.set_ylabel("predicted score (0–10)")
-        ax.set_title(f"{a} — {AXIS_NAMES[a]}\nSRCC {_srcc(p, y):.3f}, n = {len(p)}", fontsize=11)
+        ax.set_xlabel(f"true score ({lo:g}–{hi:g})")
+        ax.set_ylabel(f"predicted score ({lo:g}–{hi:g})")
+        ax.set_title(f"{a} — {_axis_title(tk, a)}\nSRCC {_srcc(p, y):.3f}, n = {len(p)}", fontsize=11)
     axs[0, 0].legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.suptitle(title, fontsize=12)
     return fig
@@ -230,7 +303,7 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> None:
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 
 
-def selection_figure(summary: pl.DataFrame, members: dict):
+def selection_figure(summary: "pl.DataFrame", members: dict):
     """Each configuration's ranking metric on the dev set vs the PAM set, with the top-N cut-offs.
 
     Markers by encoder set + head, colours by loss; the shaded corner holds the configurations in
@@ -316,16 +389,19 @@ def selection_figure(summary: pl.DataFrame, members: dict):
     return fig
 
 
-def domain_figure(table: pl.DataFrame):
+def domain_figure(table: "pl.DataFrame", task: Task | None = None):
     """Grouped bars: SRCC per domain (groups) and axis (bars), one panel per set."""
+    import polars as pl
+
     if table.height == 0:
         return None
     plt = _plt()
     sets = table["set"].unique(maintain_order=True).to_list()
     fig, axs = plt.subplots(1, len(sets), figsize=(DOMAIN_PANEL_SIZE[0] * len(sets), DOMAIN_PANEL_SIZE[1]), dpi=DPI,
                             layout="constrained", squeeze=False)
-    cols = (*AXES, "composite")
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#333333"]
+    cols = get_task(task).all_axes
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    colours = [palette[k % len(palette)] for k in range(len(cols) - 1)] + ["#333333"]  # composite: dark
     width = 0.8 / len(cols)
     lo = min(0.0, float(np.nanmin(table.select(cols).to_numpy())) if table.height else 0.0)
     for ax, s in zip(axs[0], sets):
@@ -368,16 +444,23 @@ def _ranks(values: list, lower_better: bool) -> dict[int, int]:
     return {i: distinct.index(v) + 1 for v, i in ok if v in distinct}
 
 
-def html_table(df: pl.DataFrame, lead: list[str], groups: dict[str, list[str]], caption: str = "") -> str:
+def html_table(df: "pl.DataFrame", lead: list[str], groups: dict[str, list[str]], caption: str = "") -> str:
     """An HTML table: ``lead`` columns, then metric columns grouped under a spanning header.
 
     ``groups`` maps a group title to its columns (names like ``set/utt_SRCC``); in each metric column
-    the best value is bold, the second underlined (MSE: lower is better).
+    the best value is bold, the second underlined, by the metric's direction in the registry (columns
+    that name no registered metric, e.g. per-domain SRCC, count higher as better).
     """
+    from mmmos.core.metrics import metric_of_column
+
     h1 = "".join(f'<th rowspan="2">{html.escape(c)}</th>' for c in lead)
     h1 += "".join(f'<th colspan="{len(cs)}">{html.escape(g)}</th>' for g, cs in groups.items())
     h2 = "".join(f"<th>{html.escape(c.split('/', 1)[-1].replace('_', ' '))}</th>" for cs in groups.values() for c in cs)
-    marks = {c: _ranks(df[c].to_list(), c.endswith("MSE")) for cs in groups.values() for c in cs}
+    def lower_better(c: str) -> bool:
+        m = metric_of_column(c)
+        return m is not None and not m.higher_is_better
+
+    marks = {c: _ranks(df[c].to_list(), lower_better(c)) for cs in groups.values() for c in cs}
     body = []
     for i, r in enumerate(df.iter_rows(named=True)):
         tds = "".join(f"<td class='t'>{_cell(r[c])}</td>" for c in lead)
@@ -426,7 +509,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
     inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
     out = Path(out) if out else run / "report" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
+    import polars as pl
+
     plt = _plt()
+    tk = inputs.task
     m = inputs.members
     crit = m["criterion"]
     chosen = m["strategies"][inputs.strategy]["members"]
@@ -448,9 +534,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
             continue
         title = f"Ensemble '{inputs.strategy}' ({len(chosen)} models) on {s}: predicted vs true"
         figures.append(("scatter", f"{s}: predicted vs true per axis (colours: domain; dashed: identity).",
-                        save(scatter_figure(pred, inputs.truth[s], title), f"scatter_{s}")))
+                        save(scatter_figure(pred, inputs.truth[s], title, tk), f"scatter_{s}")))
     dom = domain_table(inputs)
-    dfig = domain_figure(dom)
+    dfig = domain_figure(dom, tk)
     if dfig is not None:
         figures.append(("domain", "Utterance-level SRCC per domain.", save(dfig, "domains")))
 
@@ -465,7 +551,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
     t4df = inputs.table_iv
     t4 = html_table(t4df.drop("members"), ["strategy", "n_members", "status"], _metric_groups(t4df.columns),
                     "Table IV layout: ensemble strategies (composite)")
-    dom_groups = {"SRCC (utterance level)": [*AXES, "composite"]}
+    dom_groups = {"SRCC (utterance level)": list(tk.all_axes)}
     t_dom = html_table(dom, ["set", "domain", "n"], dom_groups, f"SRCC per domain, ensemble '{inputs.strategy}'")
 
     members_html = "".join(
@@ -481,7 +567,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
 <h1>mmmos report</h1>
 <p class="note">Run <code>{html.escape(str(run.resolve()))}</code>; {len(m['configs'])} configurations; sets
 {html.escape(', '.join(m['sets']))}; generated {_dt.datetime.now().isoformat(timespec='seconds')}.
-Scores are on the 0–10 scale; composite = mean of PQ, PC, CE, CU.</p>
+Scores are on the {tk.lo:g}–{tk.hi:g} scale; composite = mean of {html.escape(', '.join(tk.composite_axes))}.</p>
 <h2>Configurations</h2>
 {t3}
 <h2>Ensembles</h2>
@@ -516,16 +602,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(a: argparse.Namespace) -> int:
-    try:
-        path = write_report(a.run_dir, a.out, ensembles=a.ensembles, strategy=a.strategy)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"mmmos report: error: {e}", file=sys.stderr)
-        return 2
+    """``mmmos report``: write the report; 0 ok. Bad input raises UserError (the CLI prints one line, exit 2)."""
+    path = write_report(a.run_dir, a.out, ensembles=a.ensembles, strategy=a.strategy)
     print(f"report written to {path}")
     return 0
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="mmmos report", description=__doc__)
-    add_arguments(ap)
-    sys.exit(run_cli(ap.parse_args()))
+    from mmmos.app.cli import main
+
+    sys.exit(main(["report", *sys.argv[1:]]))

@@ -1,0 +1,188 @@
+"""Ensemble predictions (mean of the members' scores, clip by clip) and their metrics per strategy.
+
+Each distinct member set is averaged and scored once per set, however many strategies choose it.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from mmmos.core.metrics import LEVEL_SHORT, LEVELS, LONG_SCHEMA, METRICS, UndefinedMetricWarning, evaluate
+from mmmos.core.tasks import COMPOSITE
+
+from .errors import EnsembleError, StrategyUnavailable
+from .strategies import CUSTOM, DEFAULT_STRATEGIES, check_members, parse_strategy, rank, select
+from .sweep_reader import Sweep
+
+
+def ensemble_predictions(sweep: Sweep, members: list[str], set_name: str) -> pl.DataFrame:
+    """Mean of the members' predictions per clip: ``clip_id, system, domain, <task axes>``.
+
+    The clips are those any member predicted; a clip missing from one member is an error naming
+    the member and the clip (an average over fewer members would be a different model).
+    """
+    members = check_members(sweep, members)
+    if set_name not in sweep.predictions:
+        raise EnsembleError(f"no predictions for set {set_name!r}; sets: {', '.join(sweep.sets) or 'none'}")
+    sp = sweep.predictions[set_name]
+    idx = np.array([sweep.index(m) for m in members])
+    no_file = [m for m, i in zip(members, idx) if not sp.has_set[i]]
+    if no_file:
+        raise EnsembleError(f"set {set_name!r}: member(s) {', '.join(no_file)} have no predictions file "
+                            f"({sweep.run_dir / 'configs' / no_file[0] / 'predictions' / (set_name + '.parquet')})")
+    pres = sp.present[idx]
+    used = pres.any(axis=0)
+    for row, m in zip(pres, members):
+        gap = np.flatnonzero(used & ~row)
+        if gap.size:
+            first = ", ".join(repr(sp.clip_ids[i]) for i in gap[:3])
+            raise EnsembleError(f"set {set_name!r}: member {m} has no prediction for {gap.size} clip(s) the other "
+                                f"members predicted (first: {first}); ensemble only configurations with the same "
+                                "clips")
+    cols = np.flatnonzero(used)
+    mean = sp.values[idx][:, cols, :].mean(axis=0)
+    return pl.DataFrame({
+        "clip_id": [sp.clip_ids[i] for i in cols],
+        "system": pl.Series([sp.system[i] for i in cols], dtype=pl.String),
+        "domain": pl.Series([sp.domain[i] for i in cols], dtype=pl.String),
+        **{a: mean[:, k] for k, a in enumerate(sweep.task.axes)},
+    })
+
+
+def _evaluate(pred: pl.DataFrame, truth: pl.DataFrame, set_name: str, sweep: Sweep):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # kept in Evaluation.notes
+        return evaluate(pred, truth, set_name=set_name, task=sweep.task)
+
+
+def table_columns(sets: list[str]) -> list[str]:
+    """The Table IV metric columns: ``{set}/{utt|sys}_{metric}`` for every registered metric."""
+    return [f"{s}/{LEVEL_SHORT[lv]}_{m}" for s in sets for lv in LEVELS for m in METRICS]
+
+
+def _wide_row(long: pl.DataFrame, set_name: str) -> dict[str, float | None]:
+    m = long.filter((pl.col("axis") == COMPOSITE) & (pl.col("set") == set_name))
+    look = {(lv, mt): (v, n) for lv, mt, v, n in m.select("level", "metric", "value", "n").iter_rows()}
+    out = {}
+    for lv in LEVELS:
+        for mt in METRICS:
+            v, n = look.get((lv, mt), (None, 0))
+            out[f"{set_name}/{LEVEL_SHORT[lv]}_{mt}"] = None if not n else float(v)
+    return out
+
+
+@dataclass
+class EnsembleResult:
+    """Everything :func:`evaluate_strategies` computed; ``write_outputs`` saves it."""
+
+    table: pl.DataFrame  # Table IV layout (wide)
+    metrics: pl.DataFrame  # long: strategy + set, level, axis, metric, value, n
+    predictions: dict[str, dict[str, pl.DataFrame]]  # strategy -> set -> predictions
+    members: dict[str, dict]  # strategy -> {"members": [...]} or {"unavailable": reason}
+    rankings: dict[str, list[tuple[str, float]]]
+    criterion: dict
+    notes: list[str]
+
+
+def _check_strategies(strategies: list[str], members: list[str] | None) -> list[str]:
+    strategies = list(strategies)
+    if members is not None and CUSTOM not in strategies:
+        strategies.append(CUSTOM)
+    for s in strategies:
+        parse_strategy(s)  # unknown names fail before any work
+    dup = sorted({s for s in strategies if strategies.count(s) > 1})
+    if dup:
+        raise EnsembleError(f"strategy listed more than once: {', '.join(dup)}")
+    return strategies
+
+
+def _choose(sweep: Sweep, strategies: list[str], members, crit: dict, notes: list[str]) -> dict[str, dict]:
+    chosen: dict[str, dict] = {}
+    for s in strategies:
+        try:
+            chosen[s] = {"members": select(s, sweep, members=members if s == CUSTOM else None, **crit)}
+        except StrategyUnavailable as e:
+            chosen[s] = {"unavailable": str(e)}
+            notes.append(f"{s}: unavailable - {e}")
+    return chosen
+
+
+class _Scorer:
+    """Ensemble predictions and metrics per (member set, evaluation set), computed once."""
+
+    def __init__(self, sweep: Sweep, notes: list[str]):
+        self.sweep, self.notes = sweep, notes
+        self.cache: dict[tuple[tuple[str, ...], str], tuple[pl.DataFrame | None, pl.DataFrame | None]] = {}
+
+    def __call__(self, strategy: str, mem: list[str], set_name: str):
+        key = (tuple(sorted(mem)), set_name)
+        if key not in self.cache:
+            self.cache[key] = self._compute(strategy, mem, set_name)
+        return self.cache[key]
+
+    def _compute(self, strategy: str, mem: list[str], set_name: str):
+        sw = self.sweep
+        sp = sw.predictions[set_name]
+        lacking = [m for m in mem if not sp.has_set[sw.index(m)]]
+        if lacking:
+            self.notes.append(f"{strategy} on {set_name}: n/a, no predictions from {', '.join(lacking)}")
+            return None, None
+        pred = ensemble_predictions(sw, mem, set_name)
+        if set_name not in sw.truth:
+            return pred, None
+        ev = _evaluate(pred, sw.truth[set_name], set_name, sw)
+        self.notes.extend(f"{strategy}: {line}" for line in ev.summary_lines()
+                          if "no prediction" in line or "not in the truth" in line or "warning" in line)
+        return pred, ev.table
+
+
+def evaluate_strategies(sweep: Sweep, strategies: list[str] | tuple[str, ...] = DEFAULT_STRATEGIES, *,
+                        members: list[str] | None = None, dev_set: str = "dev", pam_set: str = "pam_dev",
+                        metric: str = "SRCC", level: str = "utterance", axis: str = "composite",
+                        top: int = 12) -> EnsembleResult:
+    """Select the members of every strategy and score each ensemble on every labelled set."""
+    strategies = _check_strategies(list(strategies), members)
+    crit = dict(metric=metric, level=level, axis=axis, dev_set=dev_set, pam_set=pam_set, top=top)
+    notes = list(sweep.notes)
+    chosen = _choose(sweep, strategies, members, crit, notes)
+    rankings = {}
+    for s in dict.fromkeys([dev_set, pam_set]):
+        try:
+            rankings[s] = rank(sweep, s, metric, level, axis)
+        except StrategyUnavailable:
+            pass
+
+    scorer = _Scorer(sweep, notes)
+    preds: dict[str, dict[str, pl.DataFrame]] = {}
+    longs, rows = [], []
+    for s in strategies:
+        row: dict[str, object] = {"strategy": s}
+        if "unavailable" in chosen[s]:
+            row.update(n_members=0, members="", status=f"unavailable: {chosen[s]['unavailable']}")
+            row.update({c: None for c in table_columns(sweep.sets)})
+            rows.append(row)
+            continue
+        mem = chosen[s]["members"]
+        row.update(n_members=len(mem), members=",".join(mem), status="ok")
+        preds[s] = {}
+        for set_name in sweep.sets:
+            pred, long = scorer(s, mem, set_name)
+            if pred is not None:
+                preds[s][set_name] = pred
+            if long is not None:
+                longs.append(long.with_columns(pl.lit(s).alias("strategy")))
+                row.update(_wide_row(long, set_name))
+            else:
+                row.update({c: None for c in table_columns([set_name])})
+        rows.append(row)
+    schema = {"strategy": pl.String, "n_members": pl.Int64, "members": pl.String, "status": pl.String,
+              **{c: pl.Float64 for c in table_columns(sweep.sets)}}
+    long_all = (pl.concat(longs).select("strategy", *LONG_SCHEMA) if longs else
+                pl.DataFrame(schema={"strategy": pl.String, **LONG_SCHEMA}))
+    return EnsembleResult(pl.DataFrame(rows, schema=schema), long_all, preds, chosen, rankings, crit, notes)
+
+
+__all__ = ["EnsembleResult", "ensemble_predictions", "evaluate_strategies", "table_columns"]
