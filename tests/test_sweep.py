@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).parent))
 from mmmos import sweep  # noqa: E402
 from mmmos.cache_store import CacheError, open_store  # noqa: E402
 from mmmos.cache_store.features import FeatureBank, grid_pool  # noqa: E402
