@@ -1,0 +1,91 @@
+"""``mmmos extract``: run frozen encoders over the clips of manifests and cache their frames.
+
+Exit status: 0 all clips cached, 3 some clips failed (listed in ``<store>/extract_failures.csv``);
+user errors (unknown encoder, missing weights, missing device, bad store) raise ``UserError`` (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+
+from mmmos.core.argtypes import positive_int
+from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL, UserError
+
+DESCRIPTION = ("Run frozen encoders over every clip of the manifests and write last-layer frames to the cache. "
+               "Valid clips already cached for the same encoder identity and the same source audio are skipped; "
+               "damaged clips and clips whose audio changed are re-extracted; bad files are listed in "
+               "<store>/extract_failures.csv (exit status 3).")
+
+
+def parse_shard(s: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in s.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N with 0 <= I < N, got {s!r}") from None
+    return i, n
+
+
+def add_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("--manifest", action="append", required=True,
+                   help="a Track 2 list, MMMOS combined list, AES JSONL, plain CSV or a folder of audio (repeatable)")
+    e.add_argument("--store", required=True, help="cache folder (created if absent)")
+    e.add_argument("--encoders", default="logmel", help="comma-separated encoder names: wavlm,muq,m2d,logmel")
+    e.add_argument("--weights", action="append",
+                   help="NAME=PATH local weights, e.g. wavlm=/models/wavlm-base-plus (repeatable or comma-separated)")
+    e.add_argument("--backend", choices=["zarr", "hdf5"], default=None,
+                   help="storage backend for a new cache (default zarr; an existing cache keeps its own)")
+    e.add_argument("--data-root", help="folder that replaces the /your_path/ placeholder and roots relative paths")
+    e.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:1, mps")
+    e.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto",
+                   help="encoder compute precision; auto = fp16 on cuda, else fp32 (part of the cache identity)")
+    e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
+    e.add_argument("--batch-size", type=positive_int, default=None,
+                   help="equal-shape encoder inputs per forward pass (default: 8 on a GPU, 1 on CPU where batching "
+                        "measured slower)")
+    e.add_argument("--shard", type=parse_shard, default=(0, 1),
+                   help="I/N: process only the clips whose id hashes to shard I of N (parallel workers, one store)")
+    e.add_argument("--limit", type=positive_int, help="only the first N clips (for a trial run)")
+    e.add_argument("--verify", action="store_true",
+                   help="read every cached clip (checksums) before deciding what to reuse; without it only cheap "
+                        "checks run (metadata, data present, damage recorded by earlier reads or `mmmos cache --verify`)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(a: argparse.Namespace):
+    """The :class:`ExtractConfig` for parsed arguments; unknown encoders or missing weights are user errors."""
+    from mmmos.extract import ENCODERS, parse_weights
+    from mmmos.extract.runner import ExtractConfig
+
+    try:
+        weights = parse_weights(a.weights)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    encoders = [e.strip() for e in a.encoders.split(",") if e.strip()]
+    if not encoders:
+        raise UserError("--encoders is empty; name at least one encoder (e.g. logmel)")
+    unknown = [e for e in encoders if e not in ENCODERS]
+    if unknown:
+        raise UserError(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(ENCODERS))}")
+    missing = [e for e in encoders if not e.startswith("logmel") and e not in weights]
+    if missing:
+        raise UserError("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
+                        "from local files — see README 'Encoder weights')")
+    return ExtractConfig(
+        manifests=a.manifest, store=a.store, encoders=encoders, weights=weights, backend=a.backend,
+        data_root=a.data_root, device=a.device, precision=a.precision, store_dtype=a.store_dtype,
+        batch_size=a.batch_size, shard=a.shard, limit=a.limit, progress=not a.no_progress,
+        verify=getattr(a, "verify", False))
+
+
+def run_cli(a: argparse.Namespace) -> int:
+    from mmmos.extract.runner import format_report, run_extract, save_report
+
+    cfg = config_from_args(a)
+    rep = run_extract(cfg)
+    save_report(rep, a.store, cfg.shard)
+    print(format_report(rep, a.store, cfg.shard))
+    return EXIT_PARTIAL if rep.failures else EXIT_OK
+
+
+__all__ = ["DESCRIPTION", "add_arguments", "config_from_args", "parse_shard", "run_cli"]
