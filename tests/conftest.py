@@ -1,0 +1,47 @@
+"""Fixtures shared by the test files: the real Track 2 lists, a WAV writer and an in-process CLI runner."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+TRACK2_DIR = Path(os.environ.get("MMMOS_TRACK2_DIR", "/work/shared/data/track2"))
+
+
+@pytest.fixture(scope="session")
+def track2_dir() -> Path:
+    """The folder of the real AudioMOS 2025 Track 2 list files (tests skip when it is absent)."""
+    if not (TRACK2_DIR / "combined_train.csv").is_file():
+        pytest.skip(f"real Track 2 lists not found in {TRACK2_DIR} (set MMMOS_TRACK2_DIR)")
+    return TRACK2_DIR
+
+
+@pytest.fixture
+def write_wav():
+    """``write_wav(path, seconds, sr=16000, seed=0)``: a 16-bit mono WAV of low noise; returns the path."""
+
+    def write(path: str | os.PathLike, seconds: float, sr: int = 16000, seed: int = 0) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        x = np.random.default_rng(seed).normal(0.0, 0.1, int(round(seconds * sr))).astype(np.float32)
+        sf.write(p, x, sr, subtype="PCM_16", format="WAV")
+        return p
+
+    return write
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(argv) -> (exit status, stdout, stderr)`` through ``mmmos.app.cli.main`` in this process."""
+    from mmmos.app.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
