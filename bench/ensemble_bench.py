@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-AXES = ("PQ", "PC", "CE", "CU")
 SIZES = {"dev": 450, "pam_dev": 450, "test": 3100}
 
 
 def make_sweep(root: Path, seed: int = 0) -> Path:
     from mmmos import sweep
     from mmmos.core.metrics import evaluate
+    from mmmos.core.tasks import get_task
+
+    axes = get_task().axes
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -29,7 +31,7 @@ def make_sweep(root: Path, seed: int = 0) -> Path:
         truths[s] = pl.DataFrame({"clip_id": [f"{s}/{i:05d}" for i in range(n)],
                                   "system": [f"sys{i % 25:02d}" for i in range(n)],
                                   "domain": [("speech", "music", "sound")[i % 3] for i in range(n)],
-                                  **{a: y[:, k] for k, a in enumerate(AXES)}})
+                                  **{a: y[:, k] for k, a in enumerate(axes)}})
         truths[s].write_csv(root / f"{s}.csv")
     run = root / "run"
     for i, cfg in enumerate(sweep.paper_configs()):
@@ -37,17 +39,18 @@ def make_sweep(root: Path, seed: int = 0) -> Path:
         (d / "predictions").mkdir(parents=True)
         tabs = []
         for s, t in truths.items():
-            y = t.select(AXES).to_numpy()
+            y = t.select(axes).to_numpy()
             p = np.clip(y + (0.4 + 0.05 * i) * rng.standard_normal(y.shape), 0, 10)
             pred = t.select("clip_id", "system", "domain").with_columns(
-                *[pl.Series(a, p[:, k]) for k, a in enumerate(AXES)])
+                *[pl.Series(a, p[:, k]) for k, a in enumerate(axes)])
             pred.write_parquet(d / "predictions" / f"{s}.parquet")
             tabs.append(evaluate(pred, t, s).table)
         pl.concat(tabs).write_parquet(d / "metrics.parquet")
         (d / "config.json").write_text(json.dumps({"config": {"name": cfg.name, "encoders": cfg.encoders,
                                                               "head": cfg.head, "loss": cfg.loss}}))
         (d / "DONE").write_text("ok\n")
-    (run / "run.json").write_text(json.dumps({"labels": {s: str(root / f"{s}.csv") for s in SIZES}}))
+    (run / "run.json").write_text(json.dumps({"store": str(root / "cache.zarr"), "encoders": {},
+                                              "labels": {s: str(root / f"{s}.csv") for s in SIZES}}))
     return run
 
 
