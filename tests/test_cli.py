@@ -1,0 +1,115 @@
+"""mmmos.app.cli: lazy dispatch, exit statuses and error wording, start-up imports."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import mmmos.app.cli as cli
+from mmmos.core.errors import UserError
+
+HEAVY = ("torch", "scipy", "polars")
+
+
+@pytest.mark.parametrize("argv", [["--help"], *([c, "--help"] for c in cli.COMMANDS)])
+def test_help_imports_no_heavy_library(argv):
+    code = ("import sys, io, contextlib\nfrom mmmos.app.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()) as out: rc = main({argv!r})\n"
+            "assert rc == 0 and 'usage: mmmos' in out.getvalue(), (rc, out.getvalue())\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"`mmmos {' '.join(argv)}` imported {r.stdout.strip()}"
+
+
+def test_top_level_help_lists_every_command(run_cli):
+    rc, out, _ = run_cli(["--help"])
+    assert rc == 0
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("argv,prog", [
+    ([], "mmmos"),
+    (["nope"], "mmmos"),
+    (["demo-data", "--n-train", "x"], "mmmos demo-data"),
+    (["demo", "--jobs", "0"], "mmmos demo"),
+    (["cache"], "mmmos cache"),
+])
+def test_argument_errors_are_one_line_exit_2(run_cli, argv, prog):
+    rc, out, err = run_cli(argv)
+    lines = err.strip().splitlines()
+    assert rc == 2 and out == "" and len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), err
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """Replace the demo-data runner by ``fn`` (the command module is looked up when the parser is built)."""
+    import mmmos.app.demo as demo
+
+    def use(fn):
+        monkeypatch.setattr(demo, "run_data_cli", fn)
+
+    return use
+
+
+def raiser(exc):
+    def run(args):
+        raise exc
+
+    return run
+
+
+def test_outcomes_map_to_exit_statuses(fake_run, run_cli):
+    fake_run(raiser(UserError("the thing is wrong")))
+    rc, _, err = run_cli(["demo-data"])
+    assert rc == 2 and err == "mmmos demo-data: error: the thing is wrong\n"
+
+    fake_run(raiser(RuntimeError("bug")))
+    rc, _, err = run_cli(["demo-data"])
+    assert rc == 1 and "Traceback" in err and "RuntimeError: bug" in err
+    assert err.rstrip().splitlines()[-1].startswith("mmmos demo-data: error: unexpected error")
+
+    fake_run(raiser(SystemExit("old-style message")))  # code not yet raising UserError
+    rc, _, err = run_cli(["demo-data"])
+    assert rc == 2 and err == "mmmos demo-data: error: old-style message\n"
+
+    fake_run(lambda args: 3)  # partial failure passes through
+    assert run_cli(["demo-data"])[0] == 3
+    fake_run(lambda args: None)
+    assert run_cli(["demo-data"])[0] == 0
+
+
+def test_debug_flag_is_taken_anywhere_and_not_passed_on(fake_run, run_cli):
+    seen = []
+    fake_run(lambda args: seen.append(vars(args)) or 0)
+    assert run_cli(["--debug", "demo-data", "--out", "o"])[0] == 0
+    assert run_cli(["demo-data", "--debug", "--out", "o"])[0] == 0
+    assert all(s["out"] == "o" for s in seen)
+    fake_run(raiser(UserError("x")))
+    rc, _, err = run_cli(["demo-data", "--debug"])
+    assert rc == 2 and "Traceback" in err
+
+
+def test_first_existing_implementation_is_used(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "demo-data", cli.Command(
+        "h", (("mmmos.app.no_such_module", "add_arguments", "run_cli"),
+              ("mmmos.app.demo", "add_data_arguments", "run_data_cli"))))
+    add, run = cli._implementation("demo-data")
+    import mmmos.app.demo as demo
+
+    assert add is demo.add_data_arguments and run is demo.run_data_cli
+
+
+def test_demo_data_through_the_cli(tmp_path, run_cli):
+    rc, out, _ = run_cli(["demo-data", "--out", tmp_path / "c", "--n-train", "2", "--n-dev", "1", "--n-pam", "1"])
+    assert rc == 0 and "demo corpus written" in out
+    assert sorted(p.name for p in (tmp_path / "c").glob("*.csv")) == ["dev.csv", "factors.csv", "pam_dev.csv",
+                                                                      "train.csv"]
+
+
+def test_module_entry_point_runs_main():
+    r = subprocess.run([sys.executable, "-m", "mmmos", "cache", "/definitely/not/here"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("mmmos cache: error: ") and "Traceback" not in r.stderr
