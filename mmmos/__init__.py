@@ -1,7 +1,8 @@
-"""mmmos: no-reference multi-axis audio quality assessment (PQ, PC, CE, CU).
+"""mmmos: no-reference multi-axis audio quality assessment (AudioMOS 2025 Track 2 by default).
 
-Stages: audio -> ``extract`` (frozen encoders) -> ``cache_store`` -> ``heads``/``losses``
-(``sweep``) -> saved predictions -> ``select_ensemble``.  ``mmmos.cli`` is the command line.
+Layers: ground ``mmmos.core`` (tasks, errors, audio, manifests, metrics, run directory) <- stages
+(``mmmos.extract`` -> ``mmmos.cache_store`` -> ``mmmos.heads``/``mmmos.losses`` in ``mmmos.sweep``,
+``mmmos.ensemble``) <- application ``mmmos.app`` (``mmmos.app.cli`` is the command line).
+What is predicted (axes, score range, file layouts) comes from ``mmmos.core.tasks.get_task``.
 """
 __version__ = "0.1.0"
-AXES = ("PQ", "PC", "CE", "CU")

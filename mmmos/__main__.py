@@ -1,3 +1,4 @@
+"""`python -m mmmos`: the command line (see mmmos.app.cli)."""
 import sys
 
 from mmmos.app.cli import main
