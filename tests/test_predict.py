@@ -423,6 +423,11 @@ def test_cache_reuse_gives_the_audio_scores(run, tmp_path):
     assert da.height == db.height > pl.read_csv(dev).height  # long clips have window rows
     assert da["clip_id"].to_list() == db["clip_id"].to_list()
     np.testing.assert_allclose(_scores(db), _scores(da), atol=1e-6)
+    # the cache records each clip's source: the same files are read from it (checked by their bytes)
+    from mmmos.app.predict import expand_inputs
+
+    reused = list(Predictor.load(run["ens"], cache=run["store"]).predict_items(expand_inputs([dev])))
+    assert all(r.source == "cache" and set(r.cache.status.values()) == {"reused"} for r in reused)
     # frames really come from the cache: the same clip ids with no audio behind them
     ids = pl.read_csv(dev)["clip_id"].to_list()
     gone = tmp_path / "gone.csv"
