@@ -260,9 +260,11 @@ class M2DViT(nn.Module):
         pos = self.pos_embed[:, 1:].reshape(1, nf, self.grid[1], d)[:, :, :cols].reshape(1, nf * cols, d)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         h = torch.cat([cls, tokens + pos], dim=1)
+        if len(self.blocks):  # the blocks may be bf16 (see M2DEncoder.prepare_precision); no-op in fp32
+            h = h.to(self.blocks[0].norm1.weight.dtype)
         for blk in self.blocks:
             h = blk(h)
-        h = self.norm(h)[:, 1:]  # drop CLS
+        h = self.norm(h.float())[:, 1:]  # drop CLS
         return h.reshape(b, nf, cols, d).permute(0, 2, 1, 3).reshape(b, cols, nf * d)
 
 
@@ -469,6 +471,14 @@ class M2DEncoder(FrameEncoder):
                   source_name=release if sizes is not None else None)
         enc.ignored_keys = ignored
         return enc
+
+    def prepare_precision(self, precision: str) -> None:
+        """Cast the transformer blocks to bf16 once (``precision="bf16"``; called by ``extract.precision``).
+        Patch embedding, CLS/position embeddings and the final LayerNorm stay fp32: the tokens enter
+        the blocks rounded once, and the frames leave through an fp32 norm."""
+        if precision != "bf16":
+            raise ValueError(f"m2d: no preparation for precision {precision!r}")
+        self.model.blocks.to(torch.bfloat16)
 
     # -- the three steps ------------------------------------------------------------------
     def log_mel(self, wave: np.ndarray) -> np.ndarray:

@@ -138,6 +138,18 @@ def chunk_plan(n: int, chunk: int, token_hop: int, hop: int) -> list[tuple[int, 
     return plan
 
 
+def _no_logits_module():
+    import torch
+
+    class NoLogits(torch.nn.Module):
+        """Stands in for MuQ's codebook projection: an empty logits tensor (the frames never use it)."""
+
+        def forward(self, x):
+            return x.new_zeros(*x.shape[:-1], 0)
+
+    return NoLogits()
+
+
 class MuQEncoder(FrameEncoder):
     """Frozen MuQ; ``last_hidden_state`` at 25 Hz."""
 
@@ -266,6 +278,28 @@ class MuQEncoder(FrameEncoder):
             else:
                 out = self.model(t, output_hidden_states=False).last_hidden_state
         return out.float().cpu().numpy()
+
+    def prepare_precision(self, precision: str) -> None:
+        """Cast the conformer to bf16 once (``precision="bf16"``; called by ``extract.precision``).
+
+        The mel front end, its normalisation and the two conv blocks stay fp32 (STFT and log need the
+        range; the convs would spend their gain re-laying out fp32 input); rotary frequencies stay fp32.
+        The codebook projection (training logits, never part of the frames) is replaced by an empty one.
+        """
+        import torch
+
+        from .precision import cast_except, cast_output
+
+        if precision != "bf16":
+            raise ValueError(f"muq: no preparation for precision {precision!r}")
+        mm = self.model.model
+        mm.linear = _no_logits_module()
+        cast_except(self.model, torch.bfloat16, keep=(mm.conv,))  # the MelSTFT is no nn.Module: never cast
+        cast_output(mm.conv, torch.bfloat16)
+        for mod in self.model.modules():  # rotary cache may hold fp32 tables from an earlier call
+            if hasattr(mod, "cached_rotary_positional_embedding"):
+                mod.cached_sequence_length = None
+                mod.cached_rotary_positional_embedding = None
 
     def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
         plan = self._plan(len(wave))

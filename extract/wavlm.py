@@ -472,6 +472,30 @@ class WavLMEncoder(FrameEncoder):
                 out = self.model(t).last_hidden_state
         return out.float().cpu().numpy()
 
+    def prepare_precision(self, precision: str) -> None:
+        """Cast the transformer to bf16 once (``precision="bf16"``; called by ``extract.precision``).
+
+        The conv front end and the feature projection (with its LayerNorm over the conv features) stay
+        fp32: the front end's first layer sees raw samples through a GroupNorm, and a bf16 conv front end
+        spends its gain re-laying out fp32 input for oneDNN.  The positional conv's weight norm is folded
+        into a plain weight first (in fp32), so it is neither recomputed per call nor computed in bf16.
+        """
+        import torch
+        from torch.nn.utils import parametrize
+
+        from .precision import cast_except, cast_output
+
+        if precision != "bf16":
+            raise ValueError(f"wavlm: no preparation for precision {precision!r}")
+        m = self.model
+        conv = m.encoder.pos_conv_embed.conv
+        if parametrize.is_parametrized(conv, "weight"):
+            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+        elif hasattr(conv, "weight_g"):  # old-style weight_norm hook
+            torch.nn.utils.remove_weight_norm(conv)
+        cast_except(m, torch.bfloat16, keep=(m.feature_extractor, m.feature_projection))
+        cast_output(m.feature_projection, torch.bfloat16)
+
     def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
         frames = super().join(outputs, wave)
         want = self.expected_frames(len(wave))
