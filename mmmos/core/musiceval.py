@@ -262,7 +262,8 @@ def read_prompt_csv(path: str | os.PathLike, data_root: str | os.PathLike | None
     reader = list(csv.reader([text for _, text in lines]))
     if not reader:
         raise MusicEvalError(p, "empty CSV (needs a header with path and prompt)")
-    header = [h.strip().lower() for h in reader[0]]
+    shown = [h.strip() for h in reader[0]]  # as written, for messages
+    header = [h.lower() for h in shown]
     if "path" not in header or "prompt" not in header:
         raise MusicEvalError(p, f"header must name 'path' and 'prompt', got {lines[0][1]!r}", lines[0][0])
     axes = {i: t.axis_of_header("csv", h) for i, h in enumerate(header) if t.axis_of_header("csv", h)}
@@ -280,7 +281,7 @@ def read_prompt_csv(path: str | os.PathLike, data_root: str | os.PathLike | None
                "system": rec.get("system") or t.system_of(cid, rec["path"]), "prompt_id": None,
                "prompt": rec["prompt"] or None}
         for i, axis in axes.items():
-            row[axis] = _label(fields[i], p, line, header[i], t.lo, t.hi, None) if fields[i].strip() else None
+            row[axis] = _label(fields[i], p, line, shown[i], t.lo, t.hi, None) if fields[i].strip() else None
         if row["prompt"] is None:
             problems.append(Problem("empty_prompt", len(rows), cid, f"clip {cid}: empty prompt in {p}", str(p)))
         rows.append(row)
