@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from mmmos.core.argtypes import non_negative_int, positive_int
 from mmmos.core.errors import UserError
 
 DEFAULT_STRATEGIES = "submitted,all,pam-top-8,pam-top-4,dev-top-8,pam-top-1"  # = mmmos.ensemble.DEFAULT_STRATEGIES
@@ -33,7 +34,7 @@ def parse_truth(items: list[str] | None) -> dict[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a sweep directory written by `mmmos sweep` (configs/<name>/...)")
     p.add_argument("--strategies", default=DEFAULT_STRATEGIES,
-                   help="comma-separated: submitted, all, pam-top-K, dev-top-K (default: %(default)s)")
+                   help="comma-separated: submitted, all, pam-top-K, dev-top-K, stack (default: %(default)s)")
     p.add_argument("--members", help="an explicit ensemble a,b,c of configuration names (adds strategy 'custom')")
     p.add_argument("--out", help="output folder (default: RUN_DIR/ensembles)")
     p.add_argument("--truth", action="append", metavar="NAME=PATH",
@@ -50,6 +51,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer", help="also write a challenge answer file (id and the task's axes, no header)")
     p.add_argument("--answer-strategy", default="submitted", help="strategy for --answer (default submitted)")
     p.add_argument("--answer-set", help="set for --answer (default: the first evaluation set other than --dev-set)")
+    g = p.add_argument_group("stacking (strategy 'stack')")
+    g.add_argument("--stack-fit", default="dev", metavar="SET",
+                   help="labelled set the meta-model is fitted on; its own figures are out-of-fold (default dev)")
+    g.add_argument("--stack-members", default="all", metavar="SELECTION",
+                   help="members to stack: all, submitted, dev-top-K, pam-top-K or custom (= --members); "
+                        "default all")
+    g.add_argument("--stack-model", default="ridge", choices=("ridge", "lightgbm"),
+                   help="meta-model per axis: ridge (alpha by nested grouped CV; default) or lightgbm "
+                        "(optional package)")
+    g.add_argument("--stack-folds", type=positive_int, default=5, metavar="K",
+                   help="folds (grouped by system) for the out-of-fold figures and the choice of alpha (default 5)")
+    g.add_argument("--stack-seed", type=non_negative_int, default=0, help="seed of the fold assignment (default 0)")
+    g.add_argument("--stack-features", default="auto", choices=("auto", "scores", "bins"),
+                   help="scores: each member's score per axis; bins: also 20 bin probabilities per member "
+                        "(saved distributions, else a Gaussian around the score); auto: bins when a member "
+                        "saved distributions (default)")
     p.add_argument("--export", metavar="DIR",
                    help="save an ensemble as a self-contained predictor folder for `mmmos predict --model DIR`")
     p.add_argument("--export-strategy", default="submitted", help="strategy for --export (default submitted)")
@@ -66,8 +83,14 @@ def _export(run_dir: str, result, strategy: str, out: str):
     if "members" not in chosen:
         raise EnsembleOptionError(f"--export-strategy {strategy}: "
                                   f"{chosen.get('unavailable', 'not among the evaluated strategies')}")
+    extra = {}
+    if "stack" in chosen:  # a stacked ensemble: the predictor applies the meta-model after the members
+        if result.stack is None or result.stack.options.model != "ridge":
+            raise EnsembleOptionError("--export-strategy stack: only a ridge meta-model can be exported "
+                                      "(--stack-model ridge)")
+        extra["stack"] = result.stack.export_record()
     try:
-        return export_predictor(run_dir, chosen["members"], out)
+        return export_predictor(run_dir, chosen["members"], out, **extra)
     except UserError:
         raise
     except PredictorError as e:
@@ -82,8 +105,11 @@ def run_cli(a: argparse.Namespace) -> int:
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
     members = a.members.split(",") if a.members else None
     sweep = ens.load_sweep(a.run_dir, parse_truth(a.truth))
+    stack = ens.StackOptions(fit_set=a.stack_fit, folds=a.stack_folds, seed=a.stack_seed, model=a.stack_model,
+                             members=a.stack_members, features=a.stack_features)
     result = ens.evaluate_strategies(sweep, strategies, members=members, dev_set=a.dev_set, pam_set=a.pam_set,
-                                     metric=a.rank_metric, level=a.rank_level, axis=a.rank_axis, top=a.top)
+                                     metric=a.rank_metric, level=a.rank_level, axis=a.rank_axis, top=a.top,
+                                     stack=stack)
     out = ens.write_outputs(result, sweep, a.out or ens.default_out(a.run_dir))
     answer = None
     if a.answer:

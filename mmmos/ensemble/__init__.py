@@ -1,7 +1,8 @@
 """Stage 3: ensembles of trained configurations, chosen by their ranking on Dev and PAM dev.
 
 Reads a sweep directory (see ``mmmos.core.rundir`` for its layout); it never retrains and never opens the
-frame cache. An ensemble's prediction is the mean of its members' 0-10 predictions, clip by clip.
+frame cache. An ensemble's prediction is the mean of its members' predictions, clip by clip (``stack``: a fitted
+combination, clamped to the task's score range).
 
 Strategies (the paper's Table IV):
 
@@ -11,6 +12,9 @@ Strategies (the paper's Table IV):
 * ``pam-top-K``   the K best on the PAM set (``pam-top-8``, ``pam-top-4``, ``pam-top-1`` = best single)
 * ``dev-top-K``   the K best on the dev set
 * ``custom``      an explicit member list (``--members a,b,c``)
+* ``stack``       a meta-model per axis over the members of another selection (``--stack-members``, default
+                  ``all``), fitted on one labelled set (``--stack-fit``, default dev) whose own figures are
+                  out-of-fold (folds grouped by system); see :mod:`.stacking`
 
 Ranking uses the metrics each configuration recorded in ``metrics.parquet`` (default: utterance-level
 SRCC of the composite = mean of the task's axes). The direction (higher or lower is better) comes from
@@ -30,8 +34,9 @@ Outputs (``<run>/ensembles/`` unless ``--out``)::
 Labels per set come from the manifests recorded in ``<run>/run.json`` or from ``--truth NAME=PATH``.
 
 Modules: :mod:`.sweep_reader` (reading the run through ``mmmos.core.rundir``), :mod:`.strategies`
-(ranking, selection), :mod:`.evaluate` (ensemble means, metrics per strategy), :mod:`.outputs` (tables,
-members.json, answer files, :func:`run_ensembles`), :mod:`.errors`. The command (options, ``--export``)
+(ranking, selection), :mod:`.evaluate` (ensemble means, metrics per strategy), :mod:`.stacking` (the
+``stack`` strategy; :mod:`.stack_features`, :mod:`.meta` ridge/LightGBM, :mod:`.folds` grouped folds),
+:mod:`.outputs` (tables, members.json, answer files, :func:`run_ensembles`), :mod:`.errors`. The command (options, ``--export``)
 is ``mmmos.app.ensemble_cmd``. This stage imports only ``mmmos.core``.
 """
 from __future__ import annotations
@@ -39,12 +44,15 @@ from __future__ import annotations
 from .errors import EnsembleError, EnsembleFileMissing, StrategyUnavailable
 from .evaluate import EnsembleResult, ensemble_predictions, evaluate_strategies, table_columns
 from .outputs import default_answer_set, default_out, run_ensembles, table_markdown, write_answer, write_outputs
-from .strategies import CUSTOM, DEFAULT_STRATEGIES, TIE_BREAK, check_criterion, check_members, parse_strategy, rank, select
+from .stacking import StackOptions, StackResult, fit_stack
+from .strategies import (CUSTOM, DEFAULT_STRATEGIES, STACK, TIE_BREAK, check_criterion, check_members,
+                         parse_strategy, rank, select)
 from .sweep_reader import SetPredictions, Sweep, load_sweep
 
 __all__ = [
-    "CUSTOM", "DEFAULT_STRATEGIES", "EnsembleError", "EnsembleFileMissing", "EnsembleResult", "SetPredictions",
-    "StrategyUnavailable", "Sweep", "TIE_BREAK", "check_criterion", "check_members", "default_answer_set",
-    "default_out", "ensemble_predictions", "evaluate_strategies", "load_sweep", "parse_strategy", "rank",
-    "run_ensembles", "select", "table_columns", "table_markdown", "write_answer", "write_outputs",
+    "CUSTOM", "DEFAULT_STRATEGIES", "EnsembleError", "EnsembleFileMissing", "EnsembleResult", "STACK",
+    "SetPredictions", "StackOptions", "StackResult", "StrategyUnavailable", "Sweep", "TIE_BREAK", "check_criterion",
+    "check_members", "default_answer_set", "default_out", "ensemble_predictions", "evaluate_strategies",
+    "fit_stack", "load_sweep", "parse_strategy", "rank", "run_ensembles", "select", "table_columns",
+    "table_markdown", "write_answer", "write_outputs",
 ]

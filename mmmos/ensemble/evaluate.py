@@ -14,8 +14,9 @@ from mmmos.core.metrics import LEVEL_SHORT, LEVELS, LONG_SCHEMA, METRICS, Undefi
 from mmmos.core.tasks import COMPOSITE
 
 from .errors import EnsembleError, StrategyUnavailable
-from .strategies import CUSTOM, DEFAULT_STRATEGIES, check_members, parse_strategy, rank, select
-from .sweep_reader import Sweep
+from .stacking import StackOptions, StackResult, fit_stack
+from .strategies import CUSTOM, DEFAULT_STRATEGIES, STACK, check_members, parse_strategy, rank, select
+from .sweep_reader import Sweep, member_columns
 
 
 def ensemble_predictions(sweep: Sweep, members: list[str], set_name: str) -> pl.DataFrame:
@@ -25,24 +26,9 @@ def ensemble_predictions(sweep: Sweep, members: list[str], set_name: str) -> pl.
     the member and the clip (an average over fewer members would be a different model).
     """
     members = check_members(sweep, members)
-    if set_name not in sweep.predictions:
-        raise EnsembleError(f"no predictions for set {set_name!r}; sets: {', '.join(sweep.sets) or 'none'}")
+    cols = member_columns(sweep, members, set_name)
     sp = sweep.predictions[set_name]
     idx = np.array([sweep.index(m) for m in members])
-    no_file = [m for m, i in zip(members, idx) if not sp.has_set[i]]
-    if no_file:
-        raise EnsembleError(f"set {set_name!r}: member(s) {', '.join(no_file)} have no predictions file "
-                            f"({sweep.run_dir / 'configs' / no_file[0] / 'predictions' / (set_name + '.parquet')})")
-    pres = sp.present[idx]
-    used = pres.any(axis=0)
-    for row, m in zip(pres, members):
-        gap = np.flatnonzero(used & ~row)
-        if gap.size:
-            first = ", ".join(repr(sp.clip_ids[i]) for i in gap[:3])
-            raise EnsembleError(f"set {set_name!r}: member {m} has no prediction for {gap.size} clip(s) the other "
-                                f"members predicted (first: {first}); ensemble only configurations with the same "
-                                "clips")
-    cols = np.flatnonzero(used)
     mean = sp.values[idx][:, cols, :].mean(axis=0)
     return pl.DataFrame({
         "clip_id": [sp.clip_ids[i] for i in cols],
@@ -79,12 +65,13 @@ class EnsembleResult:
     """Everything :func:`evaluate_strategies` computed; ``write_outputs`` saves it."""
 
     table: pl.DataFrame  # Table IV layout (wide)
-    metrics: pl.DataFrame  # long: strategy + set, level, axis, metric, value, n
+    metrics: pl.DataFrame  # long: strategy, [fit,] set, level, axis, metric, value, n (fit: with ``stack``)
     predictions: dict[str, dict[str, pl.DataFrame]]  # strategy -> set -> predictions
     members: dict[str, dict]  # strategy -> {"members": [...]} or {"unavailable": reason}
     rankings: dict[str, list[tuple[str, float]]]
     criterion: dict
     notes: list[str]
+    stack: StackResult | None = None  # the fitted ``stack`` strategy, if evaluated
 
 
 def _check_strategies(strategies: list[str], members: list[str] | None) -> list[str]:
@@ -99,15 +86,27 @@ def _check_strategies(strategies: list[str], members: list[str] | None) -> list[
     return strategies
 
 
-def _choose(sweep: Sweep, strategies: list[str], members, crit: dict, notes: list[str]) -> dict[str, dict]:
+def _choose(sweep: Sweep, strategies: list[str], members, crit: dict, stack: StackOptions,
+            notes: list[str]) -> dict[str, dict]:
     chosen: dict[str, dict] = {}
     for s in strategies:
+        sel = stack.members if s == STACK else s
         try:
-            chosen[s] = {"members": select(s, sweep, members=members if s == CUSTOM else None, **crit)}
+            chosen[s] = {"members": select(sel, sweep, members=members if sel == CUSTOM else None, **crit)}
         except StrategyUnavailable as e:
             chosen[s] = {"unavailable": str(e)}
             notes.append(f"{s}: unavailable - {e}")
     return chosen
+
+
+def _score(sweep: Sweep, strategy: str, pred: pl.DataFrame, set_name: str, notes: list[str]):
+    """The long metrics of ``pred`` on a labelled set (None without labels); matching problems go to notes."""
+    if set_name not in sweep.truth:
+        return None
+    ev = _evaluate(pred, sweep.truth[set_name], set_name, sweep)
+    notes.extend(f"{strategy}: {line}" for line in ev.summary_lines()
+                 if "no prediction" in line or "not in the truth" in line or "warning" in line)
+    return ev.table
 
 
 class _Scorer:
@@ -131,23 +130,66 @@ class _Scorer:
             self.notes.append(f"{strategy} on {set_name}: n/a, no predictions from {', '.join(lacking)}")
             return None, None
         pred = ensemble_predictions(sw, mem, set_name)
-        if set_name not in sw.truth:
-            return pred, None
-        ev = _evaluate(pred, sw.truth[set_name], set_name, sw)
-        self.notes.extend(f"{strategy}: {line}" for line in ev.summary_lines()
-                          if "no prediction" in line or "not in the truth" in line or "warning" in line)
-        return pred, ev.table
+        return pred, _score(sw, strategy, pred, set_name, self.notes)
+
+
+def _composite_srcc(long: pl.DataFrame | None) -> float | None:
+    if long is None:
+        return None
+    v = long.filter((pl.col("axis") == COMPOSITE) & (pl.col("level") == "utterance") & (pl.col("metric") == "SRCC"))
+    return float(v["value"][0]) if v.height else None
+
+
+def _fit_stack(sweep: Sweep, chosen: dict[str, dict], opts: StackOptions, crit: dict,
+               notes: list[str]) -> StackResult | None:
+    """Fit the stack over its chosen members; unavailable (reason in ``chosen`` and notes) when it cannot be."""
+    if "members" not in chosen[STACK]:
+        return None
+    try:
+        res = fit_stack(sweep, chosen[STACK]["members"], opts)
+    except StrategyUnavailable as e:
+        chosen[STACK] = {"unavailable": str(e)}
+        notes.append(f"{STACK}: unavailable - {e}")
+        return None
+    chosen[STACK]["stack"] = res.to_json()
+    notes.extend(res.notes)
+    kind, _ = parse_strategy(opts.members)
+    ranked_on = {"dev": [crit["dev_set"]], "pam": [crit["pam_set"]], "submitted": [crit["dev_set"], crit["pam_set"]]}
+    if opts.fit_set in ranked_on.get(kind, []):
+        notes.append(f"{STACK}: members ({opts.members}) were chosen by ranking on {opts.fit_set}, the fitting set; "
+                     "the out-of-fold figures do not undo that selection")
+    oof = _composite_srcc(_score(sweep, STACK, res.predictions[opts.fit_set], opts.fit_set, []))
+    ins = _composite_srcc(_score(sweep, STACK, res.in_sample, opts.fit_set, []))
+    if oof is not None and ins is not None:
+        notes.append(f"{STACK}: {opts.fit_set} composite utterance SRCC out-of-fold {oof:.3f} (reported); "
+                     f"in-sample {ins:.3f} (not reported: the meta-model saw those labels)")
+    return res
+
+
+def _fit_label(strategy: str, stack: StackResult | None, set_name: str) -> str | None:
+    if strategy != STACK or stack is None:
+        return None
+    fit = stack.options.fit_set
+    return "out-of-fold" if set_name == fit else f"fitted on {fit}"
 
 
 def evaluate_strategies(sweep: Sweep, strategies: list[str] | tuple[str, ...] = DEFAULT_STRATEGIES, *,
                         members: list[str] | None = None, dev_set: str = "dev", pam_set: str = "pam_dev",
                         metric: str = "SRCC", level: str = "utterance", axis: str = "composite",
-                        top: int = 12) -> EnsembleResult:
-    """Select the members of every strategy and score each ensemble on every labelled set."""
+                        top: int = 12, stack: StackOptions | None = None) -> EnsembleResult:
+    """Select the members of every strategy and score each ensemble on every labelled set.
+
+    ``stack`` configures the ``stack`` strategy (default :class:`StackOptions`); its row is marked with the
+    fitting set (``fit_set``) and its metrics with ``fit`` (``out-of-fold`` on the fitting set).
+    """
     strategies = _check_strategies(list(strategies), members)
+    stack = stack or StackOptions()
+    if STACK in strategies:
+        stack.check()
     crit = dict(metric=metric, level=level, axis=axis, dev_set=dev_set, pam_set=pam_set, top=top)
     notes = list(sweep.notes)
-    chosen = _choose(sweep, strategies, members, crit, notes)
+    chosen = _choose(sweep, strategies, members, crit, stack, notes)
+    stacked = _fit_stack(sweep, chosen, stack, crit, notes) if STACK in strategies else None
     rankings = {}
     for s in dict.fromkeys([dev_set, pam_set]):
         try:
@@ -161,28 +203,37 @@ def evaluate_strategies(sweep: Sweep, strategies: list[str] | tuple[str, ...] = 
     for s in strategies:
         row: dict[str, object] = {"strategy": s}
         if "unavailable" in chosen[s]:
-            row.update(n_members=0, members="", status=f"unavailable: {chosen[s]['unavailable']}")
+            row.update(n_members=0, members="", status=f"unavailable: {chosen[s]['unavailable']}", fit_set=None)
             row.update({c: None for c in table_columns(sweep.sets)})
             rows.append(row)
             continue
         mem = chosen[s]["members"]
-        row.update(n_members=len(mem), members=",".join(mem), status="ok")
+        row.update(n_members=len(mem), members=",".join(mem), status="ok",
+                   fit_set=stacked.options.fit_set if s == STACK else None)
         preds[s] = {}
         for set_name in sweep.sets:
-            pred, long = scorer(s, mem, set_name)
+            if s == STACK:
+                pred = stacked.predictions.get(set_name)
+                long = None if pred is None else _score(sweep, s, pred, set_name, notes)
+            else:
+                pred, long = scorer(s, mem, set_name)
             if pred is not None:
                 preds[s][set_name] = pred
             if long is not None:
-                longs.append(long.with_columns(pl.lit(s).alias("strategy")))
+                longs.append(long.with_columns(pl.lit(s).alias("strategy"),
+                                               pl.lit(_fit_label(s, stacked, set_name), pl.String).alias("fit")))
                 row.update(_wide_row(long, set_name))
             else:
                 row.update({c: None for c in table_columns([set_name])})
         rows.append(row)
     schema = {"strategy": pl.String, "n_members": pl.Int64, "members": pl.String, "status": pl.String,
-              **{c: pl.Float64 for c in table_columns(sweep.sets)}}
-    long_all = (pl.concat(longs).select("strategy", *LONG_SCHEMA) if longs else
-                pl.DataFrame(schema={"strategy": pl.String, **LONG_SCHEMA}))
-    return EnsembleResult(pl.DataFrame(rows, schema=schema), long_all, preds, chosen, rankings, crit, notes)
+              "fit_set": pl.String, **{c: pl.Float64 for c in table_columns(sweep.sets)}}
+    # the "fit" column only when a fitted strategy ran: metrics.parquet of plain ensembles keeps its columns
+    lead = ["strategy", "fit"] if STACK in strategies else ["strategy"]
+    long_all = (pl.concat(longs).select(*lead, *LONG_SCHEMA) if longs else
+                pl.DataFrame(schema={**{c: pl.String for c in lead}, **LONG_SCHEMA}))
+    crit["stack"] = {k: v for k, v in stack.__dict__.items()} if STACK in strategies else None
+    return EnsembleResult(pl.DataFrame(rows, schema=schema), long_all, preds, chosen, rankings, crit, notes, stacked)
 
 
 __all__ = ["EnsembleResult", "ensemble_predictions", "evaluate_strategies", "table_columns"]

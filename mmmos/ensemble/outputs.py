@@ -15,6 +15,7 @@ from mmmos.core.rundir import RunDir, atomic_write_text
 
 from .errors import EnsembleError, one_line
 from .evaluate import EnsembleResult, evaluate_strategies, table_columns
+from .stacking import StackOptions
 from .strategies import DEFAULT_STRATEGIES, TIE_BREAK
 from .sweep_reader import Sweep, load_sweep
 
@@ -25,6 +26,15 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     if math.isnan(v):
         return "NaN"
     return f"{v:.{digits}f}"
+
+
+def _strategy_label(row: dict, set_name: str) -> str:
+    """The strategy's name; a fitted (stacked) row says what it was fitted on and whether it is out-of-fold."""
+    fit = row.get("fit_set")
+    if not fit or row["status"] != "ok":
+        return row["strategy"]
+    return f"{row['strategy']} (fitted on {fit}, out-of-fold)" if set_name == fit else \
+        f"{row['strategy']} (fitted on {fit})"
 
 
 def _set_block(table: pl.DataFrame, s: str, digits: int) -> str:
@@ -44,7 +54,7 @@ def _set_block(table: pl.DataFrame, s: str, digits: int) -> str:
             txt = _fmt(r[c], digits)
             cells.append(f"**{txt}**" if r[c] is not None and c in best and r[c] == best[c] else txt)
         n = str(r["n_members"]) if r["status"] == "ok" else "—"
-        lines.append(f"| {r['strategy']} | {n} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_strategy_label(r, s)} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -126,11 +136,11 @@ def run_ensembles(run_dir: str | Path, strategies: list[str] | tuple[str, ...] =
                   truth: dict[str, str] | None = None, dev_set: str = "dev", pam_set: str = "pam_dev",
                   metric: str = "SRCC", level: str = "utterance", axis: str = "composite", top: int = 12,
                   answer: str | Path | None = None, answer_strategy: str = "submitted",
-                  answer_set: str | None = None) -> pl.DataFrame:
+                  answer_set: str | None = None, stack: StackOptions | None = None) -> pl.DataFrame:
     """Load the sweep, evaluate the strategies, write the outputs (and the answer file); return Table IV."""
     sweep = load_sweep(run_dir, truth)
     result = evaluate_strategies(sweep, strategies, members=members, dev_set=dev_set, pam_set=pam_set,
-                                 metric=metric, level=level, axis=axis, top=top)
+                                 metric=metric, level=level, axis=axis, top=top, stack=stack)
     write_outputs(result, sweep, out or default_out(run_dir))
     if answer is not None:
         write_answer(result, answer_strategy, answer_set or default_answer_set(sweep, dev_set), answer, sweep)

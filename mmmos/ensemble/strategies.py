@@ -17,6 +17,7 @@ from .sweep_reader import Sweep
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("submitted", "all", "pam-top-8", "pam-top-4", "dev-top-8", "pam-top-1")
 CUSTOM = "custom"
+STACK = "stack"  # a meta-model over the members of another selection (see .stacking)
 TIE_BREAK = "metric (best first), then configuration name (alphabetical); NaN last"
 _TOP_RE = re.compile(r"^(dev|pam)-top-(\d+)$")
 
@@ -56,14 +57,15 @@ def rank(sweep: Sweep, set_name: str, metric: str = "SRCC", level: str = "uttera
 
 
 def parse_strategy(strategy: str) -> tuple[str, int | None]:
-    """``"pam-top-4"`` -> ``("pam", 4)``; ``"submitted"``/``"all"``/``"custom"`` -> (name, None)."""
-    if strategy in ("submitted", "all", CUSTOM):
+    """``"pam-top-4"`` -> ``("pam", 4)``; ``"submitted"``/``"all"``/``"custom"``/``"stack"`` -> (name, None)."""
+    if strategy in ("submitted", "all", CUSTOM, STACK):
         return strategy, None
     m = _TOP_RE.match(strategy)
     if m and int(m.group(2)) >= 1:
         return m.group(1), int(m.group(2))
     raise EnsembleError(f"unknown strategy {strategy!r}; valid: submitted, all, pam-top-K, dev-top-K "
-                        f"(K >= 1, e.g. pam-top-4, pam-top-1), custom (with an explicit member list)")
+                        f"(K >= 1, e.g. pam-top-4, pam-top-1), custom (with an explicit member list), "
+                        "stack (a meta-model over --stack-members)")
 
 
 def check_members(sweep: Sweep, members: list[str]) -> list[str]:
@@ -101,6 +103,8 @@ def select(strategy: str, sweep: Sweep, *, members: list[str] | None = None, dev
     """
     kind, k = parse_strategy(strategy)
     check_criterion(metric, level, axis, sweep.task)
+    if kind == STACK:
+        raise EnsembleError("'stack' is not a member selection; its members come from --stack-members")
     if kind == CUSTOM:
         if members is None:
             raise EnsembleError("strategy 'custom' needs an explicit member list (--members a,b,c)")
@@ -117,5 +121,5 @@ def select(strategy: str, sweep: Sweep, *, members: list[str] | None = None, dev
     return [c for c, _ in ranked[:k]]
 
 
-__all__ = ["CUSTOM", "DEFAULT_STRATEGIES", "TIE_BREAK", "check_criterion", "check_members", "parse_strategy",
+__all__ = ["CUSTOM", "DEFAULT_STRATEGIES", "STACK", "TIE_BREAK", "check_criterion", "check_members", "parse_strategy",
            "rank", "select"]

@@ -17,6 +17,7 @@ from mmmos.core.tasks import Task, get_task
 from mmmos.core.truth import read_truth
 
 from .errors import EnsembleError, EnsembleFileMissing, one_line
+from .stack_features import N_BINS, bin_columns, distribution_axes
 
 METRIC_COLUMNS: tuple[str, ...] = ("set", "level", "axis", "metric", "value", "n")
 
@@ -37,6 +38,10 @@ class SetPredictions:
     values: np.ndarray
     present: np.ndarray
     has_set: np.ndarray
+    #: ``dists[c, i, k, b]``: configuration c's saved probability of bin b on axis k (``<axis>_p00..p19``
+    #: columns), None when no configuration saved distributions; ``has_dist[c]`` says which did
+    dists: np.ndarray | None = None
+    has_dist: np.ndarray | None = None
 
 
 @dataclass
@@ -83,11 +88,13 @@ def read_prediction_file(cd: ConfigDir, set_name: str, task: Task) -> pl.DataFra
     missing = [c for c in ("clip_id", *axes) if c not in df.columns]
     if missing:
         raise EnsembleError(f"{path}: missing columns {missing} (have {df.columns})")
+    dist_cols = _distribution_columns(df.columns, path, task)
     df = df.select(
         pl.col("clip_id").cast(pl.String),
         (pl.col("system").cast(pl.String) if "system" in df.columns else pl.lit(None, pl.String)).alias("system"),
         (pl.col("domain").cast(pl.String) if "domain" in df.columns else pl.lit(None, pl.String)).alias("domain"),
         *[pl.col(a).cast(pl.Float64) for a in axes],
+        *[pl.col(c).cast(pl.Float64) for c in dist_cols],
     )
     if df["clip_id"].null_count():
         raise EnsembleError(f"{path}: {df['clip_id'].null_count()} rows have no clip_id")
@@ -99,7 +106,30 @@ def read_prediction_file(cd: ConfigDir, set_name: str, task: Task) -> pl.DataFra
     if bad.any():
         raise EnsembleError(f"{path}: {int(bad.sum())} clips have a missing/non-finite score "
                             f"(first: {df['clip_id'][int(np.argmax(bad))]!r})")
+    if dist_cols:
+        _check_distributions(df, dist_cols, path)
     return df
+
+
+def _distribution_columns(columns: list[str], path: Path, task: Task) -> list[str]:
+    """The ``<axis>_p00..p19`` columns of a member that saved distributions (all axes, all bins) or []."""
+    found = {a: b for a, b in distribution_axes(columns).items() if a in task.axes}
+    if not found:
+        return []
+    want = list(range(N_BINS))
+    bad = [a for a in task.axes if found.get(a) != want]
+    if bad:
+        raise EnsembleError(f"{path}: distribution columns must be {bin_columns(bad[0])[0]}..{bin_columns(bad[0])[-1]} "
+                            f"for every axis; axis {bad[0]} has bins {found.get(bad[0], [])}")
+    return [c for a in task.axes for c in bin_columns(a)]
+
+
+def _check_distributions(df: pl.DataFrame, cols: list[str], path: Path) -> None:
+    p = df.select(cols).to_numpy().reshape(df.height, -1, N_BINS)
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise EnsembleError(f"{path}: distribution columns hold negative or non-finite probabilities")
+    if not np.allclose(p.sum(axis=2), 1.0, atol=1e-3):
+        raise EnsembleError(f"{path}: distribution columns do not sum to 1 per axis")
 
 
 def read_metrics_file(cd: ConfigDir) -> pl.DataFrame:
@@ -123,14 +153,55 @@ def align(name: str, frames: list[pl.DataFrame | None], axes: tuple[str, ...]) -
     n_cfg, n_clip = len(frames), union.height
     values = np.full((n_cfg, n_clip, len(axes)), np.nan)
     present = np.zeros((n_cfg, n_clip), dtype=bool)
+    rows_of: dict[int, np.ndarray] = {}
     for c, f in enumerate(frames):
         if f is None:
             continue
-        rows = f.join(pos, on="clip_id", how="left", maintain_order="left")["pos"].to_numpy()
+        rows = rows_of[c] = f.join(pos, on="clip_id", how="left", maintain_order="left")["pos"].to_numpy()
         values[c, rows] = f.select(axes).to_numpy()
         present[c, rows] = True
+    dists, has_dist = _align_distributions(frames, rows_of, n_clip, axes)
     return SetPredictions(name, union["clip_id"].to_list(), union["system"].to_list(), union["domain"].to_list(),
-                          values, present, np.array([f is not None for f in frames], dtype=bool))
+                          values, present, np.array([f is not None for f in frames], dtype=bool), dists, has_dist)
+
+
+def _align_distributions(frames: list[pl.DataFrame | None], rows_of: dict[int, np.ndarray], n_clip: int,
+                         axes: tuple[str, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    cols = [c for a in axes for c in bin_columns(a)]
+    has = np.array([f is not None and cols[0] in f.columns for f in frames], dtype=bool)
+    if not has.any():
+        return None, None
+    dists = np.full((len(frames), n_clip, len(axes), N_BINS), np.nan)
+    for c in np.flatnonzero(has):
+        f = frames[c]
+        dists[c, rows_of[c]] = f.select(cols).to_numpy().reshape(f.height, len(axes), N_BINS)
+    return dists, has
+
+
+def member_columns(sweep: "Sweep", members: list[str], set_name: str) -> np.ndarray:
+    """Positions (in ``sweep.predictions[set_name]``) of the clips the members predicted, checked.
+
+    Every member must have a prediction file for the set and a prediction for every clip any member
+    predicted (combining over fewer members would be a different model); errors name the member and clip.
+    """
+    if set_name not in sweep.predictions:
+        raise EnsembleError(f"no predictions for set {set_name!r}; sets: {', '.join(sweep.sets) or 'none'}")
+    sp = sweep.predictions[set_name]
+    idx = np.array([sweep.index(m) for m in members])
+    no_file = [m for m, i in zip(members, idx) if not sp.has_set[i]]
+    if no_file:
+        raise EnsembleError(f"set {set_name!r}: member(s) {', '.join(no_file)} have no predictions file "
+                            f"({sweep.run_dir / 'configs' / no_file[0] / 'predictions' / (set_name + '.parquet')})")
+    pres = sp.present[idx]
+    used = pres.any(axis=0)
+    for row, m in zip(pres, members):
+        gap = np.flatnonzero(used & ~row)
+        if gap.size:
+            first = ", ".join(repr(sp.clip_ids[i]) for i in gap[:3])
+            raise EnsembleError(f"set {set_name!r}: member {m} has no prediction for {gap.size} clip(s) the other "
+                                f"members predicted (first: {first}); ensemble only configurations with the same "
+                                "clips")
+    return np.flatnonzero(used)
 
 
 def load_truth(set_name: str, path: str, task: Task) -> pl.DataFrame:
@@ -216,5 +287,5 @@ def load_sweep(run_dir: str | Path, truth: dict[str, str] | None = None,
     return Sweep(rd.path, done, info, metrics, order, predictions, truth_tables, truth_paths, notes, task)
 
 
-__all__ = ["SetPredictions", "Sweep", "align", "load_sweep", "load_truth", "read_metrics_file",
+__all__ = ["SetPredictions", "Sweep", "align", "load_sweep", "load_truth", "member_columns", "read_metrics_file",
            "read_prediction_file", "read_run_record"]
