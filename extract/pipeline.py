@@ -95,15 +95,16 @@ class Stage:
     enc: FrameEncoder
     writer: GroupWriter
     plan: EncoderPlan
+    precision: str = "fp32"  # compute precision (resolved per encoder)
 
 
 class Pipeline:
     """Runs groups of clips through decode -> embed -> write for every stage, filling ``rep``."""
 
     def __init__(self, stages: list[Stage], rows: dict[str, str], sources: Sources, rep: ExtractReport,
-                 batch_size: int, precision: str, overlap: bool):
+                 batch_size: int, overlap: bool):
         self.stages, self.rows, self.sources, self.rep = stages, rows, sources, rep
-        self.batch_size, self.precision, self.overlap = batch_size, precision, overlap
+        self.batch_size, self.overlap = batch_size, overlap
         self.rates = sorted({s.enc.sample_rate for s in stages})
         self.todo = {s.name: set(s.plan.todo) for s in stages}
         self._werr: list = []
@@ -144,7 +145,7 @@ class Pipeline:
             rep.fail(c, self.rows[c], s.name, "encode", f"clip of {len(audio[c][sr])} samples at {sr} Hz is shorter "
                                                        f"than one {s.name} frame (needs {s.enc.min_samples()})")
         t = time.perf_counter()
-        frames = embed_many(s.enc, need, self.batch_size, self.precision,
+        frames = embed_many(s.enc, need, self.batch_size, s.precision,
                             on_error=lambda c, e: rep.fail(c, self.rows[c], s.name, "encode", f"{type(e).__name__}: {e}"))
         rep.encoder_seconds[s.name] = rep.encoder_seconds.get(s.name, 0.0) + time.perf_counter() - t
         return frames

@@ -34,7 +34,7 @@ class ExtractConfig:
     backend: str = "zarr"
     data_root: str | None = None
     device: str | None = None  # None/"auto": cuda -> mps -> cpu
-    precision: str = "auto"  # fp16 | fp32 | auto (fp16 on cuda, else fp32)
+    precision: str = "auto"  # see extract.precision.resolve_precision (resolved per encoder)
     store_dtype: str = "float16"
     batch_size: int | None = None  # None: 8 on a GPU; 1 on CPU, where stacking clips measured slower
     group_seconds: float = 120.0  # audio decoded ahead per group
@@ -67,7 +67,7 @@ class _Progress:
             self.bar.close()
 
 
-def _stages(cfg: ExtractConfig, store, rows, sources, device, precision, rep) -> list[Stage]:
+def _stages(cfg: ExtractConfig, store, rows, sources, device, rep) -> list[Stage]:
     """Load each encoder and plan its clips; an encoder that fails to load is a failure, not a stop."""
     stages = []
     for name in cfg.encoders:
@@ -76,11 +76,12 @@ def _stages(cfg: ExtractConfig, store, rows, sources, device, precision, rep) ->
         except Exception as e:  # noqa: BLE001 - a bad weights file stops only this encoder
             rep.fail("*", cfg.weights.get(name), name, "load", e)
             continue
+        precision = resolve_precision(cfg.precision, device, name)
         writer = store.writer(_encoder_identity(enc, precision), dtype=cfg.store_dtype)
         plan = plan_encoder(store.group(writer.info.key), rows, sources, deep=cfg.verify)
         rep.skipped[name], rep.written[name], rep.encoder_seconds[name] = plan.reused, 0, 0.0
         rep.stale[name], rep.repaired[name], rep.unverified[name] = plan.stale, plan.damaged, plan.unverified
-        stages.append(Stage(name, enc, writer, plan))
+        stages.append(Stage(name, enc, writer, plan, precision))
     return stages
 
 
@@ -103,11 +104,10 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     rep.clips_total = len(rows)
     store = open_store(cfg.store, backend=cfg.backend, create=True)
     device = select_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     batch_size = cfg.batch_size or (1 if device == "cpu" else 8)
     t_load = time.perf_counter()
     sources = Sources()
-    stages = _stages(cfg, store, rows, sources, device, precision, rep)
+    stages = _stages(cfg, store, rows, sources, device, rep)
     rep.load_seconds = time.perf_counter() - t_load
     pending = sorted({c for s in stages for c in s.plan.todo})
     durations = {}
@@ -120,7 +120,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     overlap = cfg.overlap if cfg.overlap is not None else device != "cpu"
     prog = _Progress(len(pending), cfg.progress and len(pending) > 0)
     try:
-        Pipeline(stages, rows, sources, rep, batch_size, precision, overlap).run(groups, prog)
+        Pipeline(stages, rows, sources, rep, batch_size, overlap).run(groups, prog)
     finally:
         _close_writers(stages, rows, rep)
         prog.close()

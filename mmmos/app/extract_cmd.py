@@ -37,8 +37,11 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
                    help="storage backend for a new cache (default zarr; an existing cache keeps its own)")
     e.add_argument("--data-root", help="folder that replaces the /your_path/ placeholder and roots relative paths")
     e.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:1, mps")
-    e.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto",
-                   help="encoder compute precision; auto = fp16 on cuda, else fp32 (part of the cache identity)")
+    from mmmos.extract.precision import PRECISIONS
+
+    e.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="encoder compute precision, resolved per encoder (auto: fp16 on cuda; on CPU bf16 where "
+                        "native and supported, else fp32); part of the cache identity")
     e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
     e.add_argument("--batch-size", type=positive_int, default=None,
                    help="equal-shape encoder inputs per forward pass (default: 8 on a GPU, 1 on CPU where batching "
