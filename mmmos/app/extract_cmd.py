@@ -53,6 +53,10 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
                    help="read every cached clip (checksums) before deciding what to reuse; without it only cheap "
                         "checks run (metadata, data present, damage recorded by earlier reads or `mmmos cache --verify`)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # --- Ray (issue 11): --ray [ADDRESS], --workers, --cpus-per-worker, --gpus-per-worker, --ray-retries ---
+    from mmmos.app.ray_cluster import add_ray_arguments
+
+    add_ray_arguments(e, "worker")
 
 
 def config_from_args(a: argparse.Namespace):
@@ -85,7 +89,16 @@ def run_cli(a: argparse.Namespace) -> int:
     from mmmos.extract.runner import format_report, run_extract, save_report
 
     cfg = config_from_args(a)
-    rep = run_extract(cfg)
+    # --- Ray (issue 11): the same extraction on a Ray actor pool (mmmos.app.ray_extract) ---
+    from mmmos.app.ray_cluster import options_from_args
+
+    ray_opts = options_from_args(a, "worker")
+    if ray_opts is not None:
+        from mmmos.app.ray_extract import run_extract_ray
+
+        rep = run_extract_ray(cfg, ray_opts).report
+    else:
+        rep = run_extract(cfg)
     save_report(rep, a.store, cfg.shard)
     print(format_report(rep, a.store, cfg.shard))
     return EXIT_PARTIAL if rep.failures else EXIT_OK

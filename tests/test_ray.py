@@ -1,0 +1,178 @@
+"""Extraction and sweeps on Ray (a local instance started and stopped by this module) give the results of
+one process; a worker killed mid-run is replaced without losing or duplicating clips; Ray missing is one line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import soundfile as sf
+
+ray = pytest.importorskip("ray")
+
+from mmmos.app.ray_cluster import RayOptions, RayUnavailableError  # noqa: E402
+from mmmos.app.ray_extract import make_units, run_extract_ray  # noqa: E402
+from mmmos.cache_store import open_store  # noqa: E402
+from mmmos.extract.report import failures_path  # noqa: E402
+from mmmos.extract.runner import ExtractConfig, run_extract  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _tone(sr: int, seconds: float, f: float, seed: int) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.3 * np.sin(2 * np.pi * f * t) + 0.02 * np.random.default_rng(seed).standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def _corpus(d: Path, n: int, bad: bool = True) -> str:
+    """``n`` short tones at varied rates and lengths, plus (``bad``) a missing, a non-audio and a too-short file."""
+    d.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        sr = (16000, 22050, 44100)[i % 3]
+        p = d / f"c{i:03d}.wav"
+        sf.write(p, _tone(sr, 0.5 + 0.25 * (i % 5), 200 + 37 * i, i), sr)
+        rows.append((f"clip{i:03d}", str(p)))
+    if bad:
+        (d / "junk.wav").write_bytes(b"not audio at all")
+        sf.write(d / "tiny.wav", _tone(16000, 0.005, 440, 0), 16000)
+        rows += [("junk", str(d / "junk.wav")), ("gone", str(d / "missing.wav")), ("tiny", str(d / "tiny.wav"))]
+    m = d / "list.csv"
+    pl.DataFrame({"clip_id": [r[0] for r in rows], "path": [r[1] for r in rows]}).write_csv(m)
+    return str(m)
+
+
+def _frames(store: str, encoder: str = "logmel") -> dict[str, np.ndarray]:
+    g = open_store(store).group(encoder)
+    return {c: g.read(c) for c in g.clip_ids()}
+
+
+def _rows(failures) -> list[tuple]:
+    return sorted((f.clip_id, f.path, f.encoder, f.stage) for f in failures)
+
+
+# -- extraction ------------------------------------------------------------------------------------------
+
+def test_ray_extract_equals_one_process(tmp_path):
+    m = _corpus(tmp_path / "audio", 14)
+    local = run_extract(ExtractConfig([m], str(tmp_path / "local.zarr"), progress=False))
+    run = run_extract_ray(ExtractConfig([m], str(tmp_path / "ray.zarr"), progress=False),
+                          RayOptions(workers=2), unit_clips=3)
+    assert run.workers == 2 and len(run.worker_pids) == 2  # both actors did units
+    # same store identity (encoder folder), same clips, equal arrays
+    assert [i.key for i in open_store(tmp_path / "local.zarr").encoders()] == \
+           [i.key for i in open_store(tmp_path / "ray.zarr").encoders()]
+    a, b = _frames(str(tmp_path / "local.zarr")), _frames(str(tmp_path / "ray.zarr"))
+    assert sorted(a) == sorted(b) == [f"clip{i:03d}" for i in range(14)]
+    for c in a:
+        np.testing.assert_array_equal(a[c], b[c])
+    # the same failure rows, in the report and in the store's failure file
+    assert _rows(run.report.failures) == _rows(local.failures)
+    assert {r[0] for r in _rows(local.failures)} == {"junk", "gone", "tiny"}
+    assert pl.read_csv(failures_path(tmp_path / "ray.zarr")).sort("clip_id").select("clip_id", "stage").rows() == \
+           pl.read_csv(failures_path(tmp_path / "local.zarr")).sort("clip_id").select("clip_id", "stage").rows()
+    assert run.report.written == local.written == {"logmel": 14}
+    # a second run finishes only what is missing: nothing is written again
+    again = run_extract_ray(ExtractConfig([m], str(tmp_path / "ray.zarr"), progress=False), RayOptions(workers=2))
+    assert again.report.written == {"logmel": 0} and again.report.skipped == {"logmel": 14}
+
+
+def test_ray_extract_resumes_a_partial_store(tmp_path):
+    m = _corpus(tmp_path / "audio", 9, bad=False)
+    store = str(tmp_path / "s.zarr")
+    run_extract(ExtractConfig([m], store, progress=False, limit=4))
+    run = run_extract_ray(ExtractConfig([m], store, progress=False), RayOptions(workers=2), unit_clips=2)
+    assert run.report.written == {"logmel": 5} and run.report.skipped == {"logmel": 4}
+    assert len(_frames(store)) == 9 and not run.report.failures
+
+
+def _hdf5_clip_ids(store: str) -> list[str]:
+    """Every clip id stored in every committed HDF5 part (a duplicate would appear twice)."""
+    import h5py
+
+    ids = []
+    for part in sorted(Path(store).glob("encoders/*/parts/*.h5")):
+        with h5py.File(part, "r") as f:
+            ids += [json.loads(ds.attrs["mmmos_clip"])["clip_id"] for ds in f["clips"].values()]
+    return ids
+
+
+def test_killed_worker_is_replaced_and_nothing_is_lost_or_duplicated(tmp_path):
+    m = _corpus(tmp_path / "audio", 40, bad=False)
+    store = tmp_path / "s.h5store"
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer():  # SIGKILL the first worker seen holding a claim: it dies mid-unit
+        while not stop.is_set() and not killed:
+            for claim in store.glob("encoders/*/claims/[!.]*"):
+                try:
+                    host, pid, _ = claim.read_text().split()
+                except (OSError, ValueError):
+                    continue
+                if int(pid) != os.getpid():
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
+                    return
+            time.sleep(0.001)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        run = run_extract_ray(ExtractConfig([m], str(store), backend="hdf5", progress=False),
+                              RayOptions(workers=2, retries=3), unit_clips=2)
+    finally:
+        stop.set()
+        t.join()
+    assert killed, "the test never caught a worker mid-unit"
+    assert killed[0] not in run.worker_pids or len(run.worker_pids) >= 3  # a replacement process did units
+    assert not run.report.failures and run.lost_workers == 0
+    ids = _hdf5_clip_ids(str(store))
+    assert sorted(ids) == [f"clip{i:03d}" for i in range(40)]  # complete, no clip twice
+    g = open_store(store).group("logmel")
+    assert len(g.clip_ids()) == 40 and all(g.is_valid(c) for c in g.clip_ids())
+
+
+def test_units_cover_every_clip_once():
+    rows = {f"c{i}": f"/a/{i}.wav" for i in range(23)}
+    units = make_units(rows, workers=2, unit_clips=None)
+    assert len(units) > 2 and [c for u in units for c in u] == list(rows)
+    assert max(len(u) for u in units) <= 32
+
+
+def test_unplaceable_worker_is_a_user_error(tmp_path):
+    m = _corpus(tmp_path / "audio", 2, bad=False)
+    with pytest.raises(RayUnavailableError, match="GPU"):
+        run_extract_ray(ExtractConfig([m], str(tmp_path / "s.zarr"), progress=False), RayOptions(gpus=1))
+
+
+def test_cli_extract_ray_exit_status_and_report(tmp_path, run_cli):
+    m = _corpus(tmp_path / "audio", 4)
+    code, out, err = run_cli(["extract", "--manifest", m, "--store", str(tmp_path / "s.zarr"), "--ray",
+                              "--workers", "2", "--no-progress"])
+    assert code == 3, err  # bad files: partial failure, as a local run
+    assert "4 clip frames written" in out and "failures" in out
+    code, out, err = run_cli(["extract", "--manifest", m, "--store", str(tmp_path / "t.zarr"), "--workers", "2"])
+    assert code == 2 and "only apply with --ray" in err
+
+
+def test_without_ray_installed_is_one_line(tmp_path, run_cli, monkeypatch):
+    m = _corpus(tmp_path / "audio", 1, bad=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code, out, err = run_cli(["extract", "--manifest", m, "--store", str(tmp_path / "s.zarr"), "--ray"])
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "pip install 'mmmos[ray]'" in lines[0] and "Traceback" not in err
