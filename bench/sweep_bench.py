@@ -27,7 +27,9 @@ def make_cache(root: Path, n_train: int, n_dev: int, seed: int = 0):
     import polars as pl
 
     from mmmos.cache_store import open_store
+    from mmmos.core.tasks import get_task
 
+    axes = get_task().axes
     rng = np.random.default_rng(seed)
     st = open_store(root / "cache.zarr", create=True)
     writers, W, noise = {}, {}, {}
@@ -50,7 +52,7 @@ def make_cache(root: Path, n_train: int, n_dev: int, seed: int = 0):
                 off = int(rng.integers(0, 64))
                 writers[name].write(cid, noise[name][off : off + t] + z @ W[name], None, 10.0)
             y = np.clip(5 + 1.5 * z[:4] + 0.3 * rng.standard_normal(4), 0, 10)
-            rows.append({"clip_id": cid, "system": f"sys{i % 20:02d}", **dict(zip(("PQ", "PC", "CE", "CU"), y.tolist()))})
+            rows.append({"clip_id": cid, "system": f"sys{i % 20:02d}", **dict(zip(axes, y.tolist()))})
         pl.DataFrame(rows).write_csv(root / f"{split}.csv")
         sets[split] = root / f"{split}.csv"
     for w in writers.values():

@@ -1,18 +1,16 @@
 """Stage 2: features from the cache, the sweep, resume, determinism and bad input."""
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from mmmos import sweep  # noqa: E402
-from mmmos.cache_store import CacheError, open_store  # noqa: E402
-from mmmos.cache_store.features import FeatureBank, grid_pool  # noqa: E402
-from synthetic_cache import make_synthetic  # noqa: E402
+from mmmos import sweep
+from mmmos.cache_store import CacheError, open_store
+from mmmos.cache_store.features import FeatureBank, grid_pool
+from mmmos.core.errors import UserError
+from synthetic_cache import make_synthetic
 
 SETS = {"bienc": ("encA",), "trienc": ("encA", "encB")}
 
@@ -159,16 +157,16 @@ def test_missing_encoder_and_foreign_run_dir_are_refused(synth, tmp_path):
         sweep.run_sweep(sweep.paper_configs()[:1], store, tmp_path / "r", tr, dv, ev, progress=False)
     sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=1), store, tmp_path / "r", tr, dv, ev, progress=False)
     other, _ = make_synthetic(tmp_path / "other", n_train=8, n_dev=4, n_pam=2, seed=5)
-    with pytest.raises(SystemExit, match="different cache"):
+    with pytest.raises(UserError, match="different cache"):
         sweep.run_sweep(_cfgs(["bienc-mlp-utmos"], epochs=1), str(other), tmp_path / "r", tr, dv, ev, progress=False)
 
 
 def test_unknown_head_or_loss_lists_valid_names():
     base = dict(ablation=False, sets="bienc=a,trienc=a+b", only=None, heads=None, losses=None, epochs=1, patience=1,
                 lr=1e-3, seed=1, crop=10.0, device="cpu")
-    with pytest.raises(SystemExit, match="valid: mlp"):
+    with pytest.raises(UserError, match="valid: mlp"):
         sweep.configs_from_args(argparse.Namespace(**{**base, "heads": "transformer"}))
-    with pytest.raises(SystemExit, match="valid: utmos"):
+    with pytest.raises(UserError, match="valid: utmos"):
         sweep.configs_from_args(argparse.Namespace(**{**base, "losses": "l1"}))
     assert len(sweep.configs_from_args(argparse.Namespace(**base))) == 16
     abl = sweep.configs_from_args(argparse.Namespace(**{**base, "ablation": True, "sets": "bienc=a,trienc=a+b+c"}))

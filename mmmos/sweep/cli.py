@@ -1,0 +1,133 @@
+"""``mmmos sweep``: its options and the command (no torch/polars/scipy at import: ``--help`` stays fast)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
+from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL, UserError
+from mmmos.core.tasks import DEFAULT_TASK, TASKS
+
+from .configs import PAPER_SETS, TrainConfig, ablation_configs, paper_configs
+from .labels import LabelSetError, check_set_name, load_labels
+
+
+class SweepOptionError(UserError):
+    """An option value the sweep cannot use."""
+
+
+def parse_sets(s: str | None) -> dict[str, tuple[str, ...]]:
+    """``bienc=a+b,trienc=a+b+c`` -> {"bienc": ("a", "b"), "trienc": ("a", "b", "c")}."""
+    if not s:
+        return dict(PAPER_SETS)
+    out = {}
+    for part in s.split(","):
+        if part.count("=") != 1:
+            raise SweepOptionError(f"--sets expects NAME=enc+enc,..., got {part!r}")
+        k, v = part.split("=")
+        out[k.strip()] = tuple(x for x in v.split("+") if x)
+    missing = {"bienc", "trienc"} - set(out)
+    if missing:
+        raise SweepOptionError(f"--sets must define bienc and trienc (missing {', '.join(sorted(missing))})")
+    return out
+
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, help="the frame cache written by `mmmos extract`")
+    p.add_argument("--run", required=True, help="output folder (resumable: finished configurations are skipped)")
+    p.add_argument("--train", required=True, help="training manifest (labels)")
+    p.add_argument("--dev", required=True, help="dev manifest: early stopping and the first evaluation set")
+    p.add_argument("--eval", action="append", default=[], metavar="NAME=PATH",
+                   help="further evaluation sets, e.g. pam_dev=combined_pam_dev.csv (repeatable; one added to a "
+                        "finished run is predicted with the trained heads, without retraining)")
+    p.add_argument("--data-root", help="replaces /your_path/ in Track 2 lists")
+    p.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS),
+                   help=f"what is predicted (axes and score range; default {DEFAULT_TASK})")
+    p.add_argument("--sets", help="encoder sets as bienc=a+b,trienc=a+b+c (default bienc=wavlm+m2d,"
+                                  "trienc=wavlm+muq+m2d)")
+    p.add_argument("--ablation", action="store_true", help="train the 7 encoder subsets with mlp+utmos instead")
+    p.add_argument("--only", help="comma-separated configuration names to train (e.g. trienc-mlp-utmos)")
+    p.add_argument("--heads", help="comma-separated subset of heads (mlp,blstm_h,blstm_t)")
+    p.add_argument("--losses", help="comma-separated subset of losses (utmos,contrastive,dcq,ccc)")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--patience", type=positive_int, default=2, help="epochs without dev-loss improvement before stopping")
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="training batch size (default 32 for pooled heads, 16 for frame heads)")
+    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--crop", type=positive_float, default=10.0, help="training crop length in seconds")
+    p.add_argument("--jobs", type=positive_int, default=1, help="configurations trained in parallel processes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (heads are small; cpu is the default)")
+    p.add_argument("--force", action="store_true", help="retrain finished configurations (also after changed labels)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _filter(cfgs: list[TrainConfig], a) -> list[TrainConfig]:
+    from mmmos.heads import HEADS
+    from mmmos.losses import LOSSES
+
+    for attr, given, valid in (("head", a.heads, HEADS), ("loss", a.losses, LOSSES)):
+        if given:
+            wanted = given.split(",")
+            bad = [w for w in wanted if w not in valid]
+            if bad:
+                raise SweepOptionError(f"unknown {attr}(s) {', '.join(bad)}; valid: {', '.join(valid)}")
+            cfgs = [c for c in cfgs if getattr(c, attr) in wanted]
+    if a.only:
+        want = a.only.split(",")
+        names = {c.name for c in cfgs}
+        bad = [w for w in want if w not in names]
+        if bad:
+            raise SweepOptionError(f"unknown configuration(s) {', '.join(bad)}; valid: {', '.join(sorted(names))}")
+        cfgs = [c for c in cfgs if c.name in want]
+    return cfgs
+
+
+def configs_from_args(a) -> list[TrainConfig]:
+    """The configurations the options select, with the training options applied."""
+    sets = parse_sets(a.sets)
+    cfgs = ablation_configs(tuple(sets["trienc"])) if a.ablation else paper_configs(sets)
+    cfgs = _filter(cfgs, a)
+    for c in cfgs:
+        c.epochs, c.patience, c.lr, c.seed, c.crop_seconds, c.device = a.epochs, a.patience, a.lr, a.seed, a.crop, a.device
+        c.batch_size = getattr(a, "batch_size", None)
+        c.task = getattr(a, "task", None) or DEFAULT_TASK
+    return cfgs
+
+
+def parse_evals(items: list[str]) -> list[tuple[str, str]]:
+    """``--eval NAME=PATH`` items as (name, path); a name that would leave the run folder is refused."""
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise LabelSetError(f"--eval expects NAME=PATH, got {item!r}")
+        k, v = item.split("=", 1)
+        pairs.append((check_set_name(k), v))
+    return pairs
+
+
+def run_cli(a) -> int:
+    from .run import run_sweep
+
+    cfgs = configs_from_args(a)
+    pairs = parse_evals(a.eval)  # before reading any list
+    train = load_labels("train", a.train, a.data_root)
+    dev = load_labels("dev", a.dev, a.data_root)
+    evals = [load_labels(k, v, a.data_root) for k, v in pairs]
+    t = time.perf_counter()
+    res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
+                    progress=not a.no_progress)
+    failed = [n for n, r in res.items() if r and "error" in r]
+    skipped = [n for n, r in res.items() if r and r.get("skipped")]
+    print(f"sweep: {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, {len(failed)} failed "
+          f"in {time.perf_counter() - t:.1f} s -> {a.run}")
+    summ = Path(a.run) / "summary.md"
+    if summ.is_file():
+        print(summ.read_text())
+    if failed:
+        print(f"sweep: failed: {', '.join(failed)} (errors in the lines above)", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK

@@ -1,0 +1,81 @@
+"""Predictions and metrics of a trained head on label sets, and adding evaluation sets to finished
+configurations without retraining them."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import numpy as np
+
+from mmmos.core.rundir import ConfigDir
+from mmmos.core.tasks import Task, get_task
+
+from .batches import default_batch_size, feature_bank, predict
+from .configs import TrainConfig
+from .labels import LabelSet, select_clips
+
+
+def score_set(cdir: ConfigDir, ls: LabelSet, store, cfg: TrainConfig, task: Task, head, mu, sd, device: str,
+              notes: list[str]):
+    """Predict every cached clip of ``ls`` on the task's scale, write ``predictions/<set>.parquet``;
+    returns the set's metrics table and its summary lines."""
+    import polars as pl
+    import torch
+
+    from mmmos.core.metrics import evaluate
+
+    groups, df = select_clips(ls, store, cfg.encoders, task.axes, False, notes)
+    frames = head.needs_frames
+    bank = feature_bank(groups, df["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
+    bs = cfg.batch_size or default_batch_size(frames)
+    z = predict(head, bank, bs, torch, device, task.n_axes).astype(np.float64)
+    y = z * sd + mu
+    if cfg.clip_predictions:
+        y = np.clip(y, task.lo, task.hi)
+    pred = pl.DataFrame({"clip_id": bank.clip_ids, "system": df["system"], "domain": df["domain"],
+                         **{a: y[:, k] for k, a in enumerate(task.axes)}})
+    cdir.write_predictions(ls.name, pred)
+    ev = evaluate(pred, df, set_name=ls.name)
+    return ev.table, ev.summary_lines()
+
+
+def config_from_record(config: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from config.json's ``config`` (unknown keys ignored, missing ones default)."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in config.items() if k in names})
+
+
+def add_eval_sets(cdir: ConfigDir, store_path: str, sets: list[LabelSet], device: str = "cpu") -> None:
+    """Predict ``sets`` with a finished configuration's saved head (no training): write their predictions,
+    replace their rows in metrics.parquet, log their summaries and record their label hashes."""
+    import polars as pl
+    import torch
+
+    from mmmos.cache_store import open_store
+    from mmmos.heads import build_head_from_config
+
+    rec = cdir.read_config()
+    cfg = config_from_record(rec.config)
+    model = cdir.read_model()
+    task = get_task(model.task)
+    head = build_head_from_config(model.head_config)
+    head.load_state_dict(model.state_dict)
+    head.to(device)
+    mu, sd = np.asarray(model.z_mean, np.float64), np.asarray(model.z_std, np.float64)
+    store = open_store(store_path)
+    tables, lines, notes = [], [], []
+    for ls in sets:
+        table, summary = score_set(cdir, ls, store, cfg, task, head, mu, sd, device, notes)
+        tables.append(table)
+        lines += summary
+        rec.label_sha256[ls.name] = ls.sha256
+    names = [ls.name for ls in sets]
+    old = cdir.read_metrics() if cdir.metrics_path.is_file() else None
+    if old is not None:
+        tables.insert(0, old.filter(~pl.col("set").is_in(names)))
+    cdir.write_metrics(pl.concat(tables, how="vertical_relaxed"))
+    rec.notes = rec.notes + notes
+    cdir.write_config(rec)
+    with cdir.open_log("a") as log_f:
+        for line in notes + lines:
+            log_f.write(json.dumps({"note": line}) + "\n")

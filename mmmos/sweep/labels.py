@@ -1,0 +1,84 @@
+"""Label sets (train, dev, evaluation lists) and choosing the clips a configuration can use from the cache."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmmos.core.errors import UserError
+from mmmos.core.sources import file_sha256
+
+
+class LabelSetError(UserError):
+    """A label set name or file the sweep cannot use."""
+
+
+@dataclass
+class LabelSet:
+    name: str
+    path: str
+    table: "object"  # polars DataFrame from mmmos.core.manifests.load_manifest
+    sha256: str = ""  # content of the label file (what the run identity records)
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a label file's bytes; for a folder list, of its sorted file names, sizes and mtimes."""
+    p = Path(path)
+    if not p.is_dir():
+        return file_sha256(p)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(p).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def check_set_name(name: str) -> str:
+    """A set name becomes a file name (``predictions/<name>.parquet``): refuse one that leaves the run folder."""
+    bad = (not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+           or os.path.isabs(name) or "\0" in name)
+    if bad:
+        raise LabelSetError(f"set name {name!r} cannot be a file name inside the run folder "
+                            f"(no '/', '\\', leading '.' or absolute path); use e.g. pam_dev=PATH")
+    return name
+
+
+def load_labels(name: str, path: str | os.PathLike, data_root: str | None = None) -> LabelSet:
+    """Read the label list at ``path`` as set ``name`` (its content hash included)."""
+    from mmmos.core.manifests import load_manifest
+
+    check_set_name(name)
+    table = load_manifest(path, data_root=data_root)
+    return LabelSet(name, str(path), table, content_sha256(path))
+
+
+def select_clips(labels: LabelSet, store, encoders: list[str], axes: tuple[str, ...], need_labels: bool,
+                 log: list[str]):
+    """Clip ids of a label set present in every encoder group; counts what is left out.
+
+    Returns ``(groups, table)``: the encoder groups in feature order and the usable rows (first row per id;
+    with ``need_labels`` only rows with every axis labelled)."""
+    import polars as pl
+
+    groups = [store.group(e) for e in encoders]
+    df = labels.table.unique(subset="clip_id", keep="first", maintain_order=True)
+    if df.height < labels.table.height:
+        log.append(f"{labels.name}: {labels.table.height - df.height} rows repeat an earlier clip id and are "
+                   f"ignored (the first row of each id is used)")
+    ids = df["clip_id"].to_list()
+    in_cache = [c for c in ids if all(c in g for g in groups)]
+    if len(in_cache) < len(ids):
+        log.append(f"{labels.name}: {len(ids) - len(in_cache)} of {len(ids)} clips are not in the cache for "
+                   f"{'+'.join(encoders)} (failed or not extracted) and are left out")
+    df = df.filter(pl.col("clip_id").is_in(in_cache))
+    if need_labels:
+        missing = [a for a in axes if a not in df.columns]
+        if missing:
+            raise LabelSetError(f"{labels.path}: no label column for {', '.join(missing)}")
+        ok = df.select(pl.all_horizontal([pl.col(a).is_not_null() & pl.col(a).is_not_nan() for a in axes])).to_series()
+        n_bad = int((~ok).sum())
+        if n_bad:
+            log.append(f"{labels.name}: {n_bad} clips with a missing/NaN label are excluded from training")
+        df = df.filter(ok)
+    return groups, df

@@ -1,0 +1,162 @@
+"""The sweep: check the inputs and the run folder, skip finished configurations, train the rest
+(in parallel with ``jobs``), bring finished ones up to date with new evaluation sets, write Table III."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mmmos.cache_store import CacheError
+from mmmos.core.errors import UserError
+from mmmos.core.rundir import ConfigDir, RunDir
+from mmmos.core.tasks import DEFAULT_TASK
+
+from .configs import TrainConfig, config_json, learned_settings
+from .evaluate import add_eval_sets
+from .identity import check_run_dir, run_identity, stale_eval_sets
+from .labels import LabelSet, LabelSetError
+from .summary import write_summary
+from .workers import run_pool, train_one
+
+# heaviest first (frame heads, then BLSTMs) so no worker is left with a long tail
+_COST = {"blstm_t": 0, "blstm_h": 1}
+
+
+class SweepInputError(UserError):
+    """A sweep input (cache folder, device, configuration list) that cannot be used."""
+
+
+class MissingEncoderError(CacheError, UserError):
+    """The cache has no frames of an encoder a configuration needs."""
+
+
+def open_cache(store: str):
+    """Open the frame cache at ``store``; a missing folder, a file or a non-cache folder is a user error."""
+    from mmmos.cache_store import open_store
+
+    p = Path(store)
+    if not p.exists():
+        raise SweepInputError(f"--store {store}: no such folder (write a cache with `mmmos extract` first)")
+    if not p.is_dir():
+        raise SweepInputError(f"--store {store}: is a file, not a cache folder")
+    try:
+        return open_store(p)
+    except CacheError as e:
+        raise SweepInputError(str(e)) from None
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here; a user error otherwise."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise SweepInputError(f"--device {device}: not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SweepInputError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SweepInputError(f"--device {device}: MPS is not available here; use --device cpu")
+    return device
+
+
+def _encoder_keys(st, store: str, configs: list[TrainConfig]) -> dict[str, str]:
+    needed = {e for c in configs for e in c.encoders}
+    have = {i.name for i in st.encoders()}
+    missing = sorted(needed - have)
+    if missing:
+        users = sorted(c.name for c in configs if set(c.encoders) & set(missing))
+        raise MissingEncoderError(
+            f"{store} has no frames of {', '.join(missing)} (it holds: {', '.join(sorted(have)) or 'none'}),"
+            f" needed by {', '.join(users[:4])}{' …' if len(users) > 4 else ''}. Extract them first: "
+            f"`mmmos extract --encoders {','.join(missing)} --weights NAME=PATH --store {store} "
+            f"--manifest …` (or pick other encoders with --sets)")
+    return {e: st.find(e).key for e in sorted(needed)}  # several identities of one name: find raises
+
+
+def _check_names(configs: list[TrainConfig], sets: list[LabelSet]) -> str:
+    """Unique configuration and set names, one task; returns the task."""
+    seen: set[str] = set()
+    for c in configs:
+        if c.name in seen:
+            raise SweepInputError(f"duplicate configuration name {c.name}")
+        seen.add(c.name)
+    names = [ls.name for ls in sets]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LabelSetError(f"label set name(s) used twice: {', '.join(dup)} (train and dev are taken)")
+    tasks = {c.task for c in configs} or {DEFAULT_TASK}
+    if len(tasks) > 1:
+        raise SweepInputError(f"one sweep trains one task; got {', '.join(sorted(tasks))}")
+    return tasks.pop()
+
+
+def _same_config(cdir: ConfigDir, c: TrainConfig) -> bool:
+    try:
+        old = cdir.read_config().config
+    except UserError:
+        return False
+    return learned_settings(old) == learned_settings(config_json(c))
+
+
+def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
+              evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
+    """Train every configuration not already DONE in ``run``; returns {name: result or error}."""
+    run = Path(run)
+    task = _check_names(configs, [train, dev, *evals])
+    st = open_cache(store)
+    for d in {c.device for c in configs}:
+        check_device(d)
+    keys = _encoder_keys(st, store, configs)
+    resume = check_run_dir(run, run_identity(store, keys, [train, dev, *evals], task), force)
+    rd = RunDir(run)
+    todo, results, refresh = [], {}, []
+    for c in configs:
+        cdir = rd.config(c.name)
+        if cdir.is_done() and not force:
+            if _same_config(cdir, c):
+                results[c.name] = {"skipped": True}
+                refresh.append((c, cdir))
+                continue
+            print(f"  {c.name}: settings changed since it was trained; training it again", file=sys.stderr)
+            cdir.clear_done()
+        todo.append(c)
+
+    def args_of(c, prog=False):
+        return c, store, train, dev, evals, rd.config(c.name).path, prog
+
+    def report(name, res, err):
+        results[name] = res if err is None else {"error": err}
+        print(f"  {name}: {'done' if err is None else 'FAILED ' + err.splitlines()[0]}", file=sys.stderr)
+
+    if jobs > 1 and len(todo) > 1:
+        threads = max(1, (os.cpu_count() or 2) // jobs)
+        for c in todo:
+            c.threads = c.threads or threads
+        # each worker memoises the features it has read: configurations sharing encoders read the cache once
+        run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report)
+    else:
+        for c in todo:
+            name, res, err = train_one(args_of(c, progress))
+            results[name] = res if err is None else {"error": err}
+            if err:
+                print(f"  {name}: FAILED {err}", file=sys.stderr)
+    _refresh_evals(refresh, store, evals, resume.changed_evals, results)
+    write_summary(run, [c.name for c in configs])
+    return results
+
+
+def _refresh_evals(refresh, store: str, evals: list[LabelSet], changed: set[str], results: dict) -> None:
+    """Predict new or changed evaluation sets with finished configurations (no retraining)."""
+    for c, cdir in refresh:
+        stale = stale_eval_sets(cdir, evals, changed)
+        if not stale:
+            continue
+        try:
+            add_eval_sets(cdir, store, stale, device=c.device)
+        except Exception as e:  # noqa: BLE001 - reported like a failed configuration, the others go on
+            results[c.name] = {"error": f"adding {', '.join(s.name for s in stale)}: {type(e).__name__}: {e}"}
+            print(f"  {c.name}: FAILED {results[c.name]['error']}", file=sys.stderr)
+            continue
+        results[c.name] = {"skipped": True, "predicted": [s.name for s in stale]}
+        print(f"  {c.name}: predicted {', '.join(s.name for s in stale)} with the trained head", file=sys.stderr)
