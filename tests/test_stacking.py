@@ -338,3 +338,100 @@ def test_lightgbm_absent_is_a_user_error(one_good):
     sweep, _, _ = one_good
     with pytest.raises(se.EnsembleError, match="lightgbm"):
         se.evaluate_strategies(sweep, ["stack"], stack=se.StackOptions(model="lightgbm"))
+
+
+# ---------------------------------------------------------------------------------------------
+# export: a stacked predictor gives the ensemble's numbers
+# ---------------------------------------------------------------------------------------------
+REAL_MEMBERS = ["bienc-mlp-utmos", "bienc-mlp-contrastive", "bienc-mlp-ccc"]
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A tiny real run: demo corpus (clips within the 10 s window) -> logmel cache -> 3 configurations."""
+    torch = pytest.importorskip("torch")
+    from mmmos import sweep
+    from mmmos.app.demo_data import make_demo_corpus
+    from mmmos.extract.runner import ExtractConfig, run_extract
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        d = tmp_path_factory.mktemp("stack_real")
+        corpus = make_demo_corpus(d / "corpus", n_train=40, n_dev=16, n_pam=10, durations=(2.0, 8.0))
+        store = str(d / "cache.zarr")
+        rep = run_extract(ExtractConfig(manifests=[corpus["train"], corpus["dev"], corpus["pam_dev"]], store=store,
+                                        encoders=["logmel"], progress=False))
+        assert not rep.failures
+        cfgs = [c for c in sweep.paper_configs({"bienc": ("logmel",), "trienc": ("logmel",)}) if c.name in REAL_MEMBERS]
+        for c in cfgs:
+            c.epochs, c.lr = 2, 1e-3
+        res = sweep.run_sweep(cfgs, store, d / "run", sweep.load_labels("train", corpus["train"]),
+                              sweep.load_labels("dev", corpus["dev"]),
+                              [sweep.load_labels("pam_dev", corpus["pam_dev"])], progress=False)
+        assert all("error" not in r for r in res.values()), res
+        yield {"dir": d, "corpus": corpus, "run": d / "run"}
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+def test_exported_stacked_predictor_reproduces_the_ensemble(real_run, capsys):
+    from mmmos.app.predict import Predictor, read_predictor_spec
+
+    d, run = real_run["dir"], real_run["run"]
+    ens, model = d / "ens", d / "stacked"
+    rc = mmmos_main(["ensemble", str(run), "--strategies", "all,stack", "--out", str(ens), "--stack-folds", "3",
+                     "--export-strategy", "stack", "--export", str(model)])
+    assert rc == 0, capsys.readouterr().err
+    spec = read_predictor_spec(model)
+    stack_doc = json.loads((ens / "members.json").read_text())["strategies"]["stack"]["stack"]
+    assert spec["version"] == 2 and spec["stack"]["features"]["members"] == [m["name"] for m in spec["members"]]
+    for a in AXES:
+        assert spec["stack"]["axes"][a]["coefficients"] == stack_doc["axes"][a]["coefficients"]
+    out = d / "pam.parquet"
+    assert mmmos_main(["predict", real_run["corpus"]["pam_dev"], "--model", str(model), "--out", str(out),
+                       "--no-progress"]) == 0
+    got = pl.read_parquet(out)
+    want = pl.read_parquet(ens / "predictions" / "stack" / "pam_dev.parquet")
+    j = want.join(got, on="clip_id", suffix="_pred")
+    assert j.height == want.height == got.height
+    # members' own scores agree with the sweep to ~1e-6 (fp16 frame rounding, see test_predict); the meta-model
+    # scales that by its coefficients (2-epoch members are nearly collinear: large weights of opposite signs)
+    gap = np.abs(j.select([f"{a}_pred" for a in AXES]).to_numpy() - j.select(AXES).to_numpy()).max(axis=0)
+    scale = np.array([1 + np.abs(spec["stack"]["axes"][a]["coefficients"]).sum() for a in AXES])
+    assert np.all(gap <= 2e-6 * scale), (gap, scale)
+    # not the mean of the members: the meta-model is applied
+    mean = pl.read_parquet(ens / "predictions" / "all" / "pam_dev.parquet").join(got, on="clip_id", suffix="_pred")
+    assert np.abs(mean.select(AXES).to_numpy() - mean.select([f"{a}_pred" for a in AXES]).to_numpy()).max() > 1e-3
+    pred = Predictor.load(model)
+    assert pred.stack is not None and pred.stack.fit_set == "dev"
+    # the meta-model alone, on the members' own sweep predictions: the ensemble's numbers to rounding
+    files = [pl.read_parquet(run / "configs" / m.name / "predictions" / "pam_dev.parquet").sort("clip_id")
+             for m in pred.members]
+    stacked = pred.stack.apply(np.stack([f.select(AXES).to_numpy() for f in files]))
+    np.testing.assert_allclose(stacked, want.sort("clip_id").select(AXES).to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_stack_record_that_does_not_fit_the_members_is_refused(real_run, tmp_path):
+    from mmmos.app.predict import PredictorError, read_predictor_spec
+
+    d, run = real_run["dir"], real_run["run"]
+    model = tmp_path / "m"
+    assert mmmos_main(["ensemble", str(run), "--strategies", "stack", "--out", str(tmp_path / "e"),
+                       "--stack-folds", "3", "--export-strategy", "stack", "--export", str(model)]) == 0
+    f = model / "predictor.json"
+    good = json.loads(f.read_text())
+    bad = json.loads(f.read_text())
+    bad["stack"]["features"]["members"] = bad["stack"]["features"]["members"][::-1]
+    f.write_text(json.dumps(bad))
+    with pytest.raises(PredictorError, match="not the predictor's members"):
+        read_predictor_spec(model)
+    bad = dict(good, version=1)
+    f.write_text(json.dumps(bad))
+    with pytest.raises(PredictorError, match="cannot have a stack record"):
+        read_predictor_spec(model)
+    bad = json.loads(json.dumps(good))
+    bad["stack"]["axes"]["PQ"]["coefficients"] = [1.0]
+    f.write_text(json.dumps(bad))
+    with pytest.raises(PredictorError, match="coefficients per axis"):
+        read_predictor_spec(model)

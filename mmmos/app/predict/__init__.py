@@ -8,6 +8,7 @@ Modules (one job each):
 * :mod:`.members` -- a member's head applied to a clip's windows (the sweep's feature code)
 * :mod:`.encoders` -- weights lookup, identity checks, frames from a waveform
 * :mod:`.cache` -- reuse of cached frames, only for the same source audio
+* :mod:`.stacked` -- a stacked ensemble's meta-model (``predictor.json`` "stack"), applied after the members
 * :mod:`.predictor` -- :class:`Predictor`: clips in order, bad input as error rows
 * :mod:`.inputs` -- files, folders and manifests -> items
 * :mod:`.tables` -- output tables (CSV/JSONL/Parquet)

@@ -98,6 +98,9 @@ def run_cli(args: argparse.Namespace) -> int:
         _log(f"warning: {w.message}")
     for note in pred.cache_notes:
         _log(note)
+    if pred.stack is not None:
+        _log(f"stacked ensemble of {len(pred.members)} members: ridge meta-model fitted on {pred.stack.fit_set or '?'}, "
+             f"scores clamped to {pred.stack.clamp[0]:g}-{pred.stack.clamp[1]:g}")
     _log(f"windows of {pred.window:g} s, hop {pred.hop:g} s"
          + (" (the model's training crop)" if args.window is None else ""))
     t0 = time.perf_counter()

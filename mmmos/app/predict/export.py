@@ -90,17 +90,23 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike,
-                     weights: dict[str, str] | None = None) -> Path:
+                     weights: dict[str, str] | None = None, stack: dict | None = None) -> Path:
     """Write the ensemble ``members`` of sweep run ``run_dir`` as a predictor folder ``out_dir``.
 
-    ``weights`` (encoder name -> path) are recorded as default weights paths.  An existing
-    ``out_dir`` is replaced only if it holds a predictor (or is empty).  Returns ``out_dir``."""
+    ``weights`` (encoder name -> path) are recorded as default weights paths.  ``stack`` (the record of
+    ``mmmos.ensemble.StackResult.export_record``) makes a stacked predictor: its meta-model replaces the
+    members' mean.  An existing ``out_dir`` is replaced only if it holds a predictor (or is empty).
+    Returns ``out_dir``."""
     run, out = RunDir(run_dir), Path(out_dir)
     if not members:
         raise PredictorError("export_predictor: no members given")
     if len(set(members)) != len(members):
         raise PredictorError(f"export_predictor: duplicated members in {members}")
     recs, identities, names_by_key, task = _collect(run, list(members))
+    if stack is not None:
+        from .stacked import StackSpec
+
+        StackSpec.from_json(stack, get_task(task).axes, list(members), "export_predictor (stack)")
     unknown = sorted(set(weights or {}) - set(names_by_key))
     if unknown:
         raise PredictorError(f"weights given for {', '.join(unknown)}, which no member uses "
@@ -113,7 +119,8 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
 
     spec = PredictorSpec(members=[_member_spec(m, rec, clip) for m, rec, clip in recs], encoders=identities,
                          task=task, weights={k: str(Path(v).resolve()) for k, v in (weights or {}).items()},
-                         source={"run": str(run.path.resolve()), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                         source={"run": str(run.path.resolve()), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                         stack=_jsonable(stack) if stack is not None else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

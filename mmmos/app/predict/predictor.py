@@ -2,7 +2,9 @@
 
 Each clip is scored on its own (decode -> mono -> resample to each encoder's rate -> frozen encoder frames
 -> head features -> heads), so a file gets the same scores whatever else is in the batch.  Members are
-averaged per window; windows are averaged per clip by their share of the audio (:mod:`.windows`).  For a
+averaged per window; windows are averaged per clip by their share of the audio (:mod:`.windows`).  A stacked
+predictor (:mod:`.stacked`) instead applies its meta-model to the members' clip scores (and, for the
+per-window rows, to their window scores) and clamps to the task's range.  For a
 clip within the window and a single member this equals the member's own ``predictions/<set>.parquet`` row.
 Encoders run on ``device`` (auto: cuda -> mps -> cpu); heads run on the CPU.
 
@@ -28,6 +30,7 @@ from .errors import PredictorError
 from .inputs import InputItem, as_item
 from .members import Member, load_members
 from .spec import PredictorSpec, load_spec
+from .stacked import StackSpec
 from .windows import plan_windows, resolve_window
 
 
@@ -79,6 +82,8 @@ class Predictor:
         self.infos = encoders.infos
         self.cache = cache
         self.cache_notes: list[str] = list(cache.notes) if cache else []
+        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir))
+                      if spec.stack else None)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
@@ -106,8 +111,13 @@ class Predictor:
         """Clip scores ``(n_axes,)`` and windows ``[(start, end, weight, scores)]`` from stored-dtype frames."""
         starts, ends, weights = plan_windows(duration, self.window, self.hop)
         per_member = [m.window_scores(frames, self.infos, duration, starts, self.window) for m in self.members]
-        win = np.mean(per_member, axis=0)  # (n_windows, n_axes)
-        clip = weights @ win
+        if self.stack is None:
+            win = np.mean(per_member, axis=0)  # (n_windows, n_axes)
+            clip = weights @ win
+        else:  # the meta-model combines each member's clip score, as the ensemble combined their predictions
+            member_clip = np.stack([weights @ w for w in per_member])  # (n_members, n_axes)
+            clip = self.stack.apply(member_clip[:, None, :])[0]
+            win = self.stack.apply(np.stack(per_member))
         return clip, [(float(s), float(e), float(w), win[i]) for i, (s, e, w) in enumerate(zip(starts, ends, weights))]
 
     def predict_wave(self, wave: np.ndarray, sr: int) -> dict:

@@ -8,7 +8,9 @@
                               default weights paths, where it came from
     <out>/members/<m>.pt      each member's head state dict (``torch.load(weights_only=True)``)
 
-A folder written before tasks were recorded (no ``task`` key) reads as task ``track2``.
+A stacked ensemble adds ``"stack"`` (the meta-model, see :mod:`.stacked`) and is written as format version 2,
+so a reader that knows only version 1 refuses it instead of averaging the members; a plain ensemble stays
+version 1. A folder written before tasks were recorded (no ``task`` key) reads as task ``track2``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from .errors import PredictorError
 
 FORMAT = "mmmos-predictor"
 VERSION = 1
+STACK_VERSION = 2  # a predictor with a "stack" record
+VERSIONS = (VERSION, STACK_VERSION)
 PREDICTOR_FILE = "predictor.json"
 MEMBERS_DIR = "members"
 DEFAULT_FEATURES = "per-encoder mean -> L2 -> concat"
@@ -76,6 +80,7 @@ class PredictorSpec:
     task: str = DEFAULT_TASK
     weights: dict[str, str] = field(default_factory=dict)   # encoder name -> default weights path
     source: dict[str, Any] = field(default_factory=dict)    # run folder, creation time
+    stack: dict | None = None                                # the meta-model of a stacked ensemble (.stacked)
 
     @property
     def axes(self) -> list[str]:
@@ -85,12 +90,15 @@ class PredictorSpec:
     def from_json(cls, d: dict) -> "PredictorSpec":
         return cls(members=[MemberSpec.from_json(m) for m in d["members"]], encoders=dict(d["encoders"]),
                    task=str(d.get("task") or DEFAULT_TASK), weights=dict(d.get("weights") or {}),
-                   source=dict(d.get("source") or {}))
+                   source=dict(d.get("source") or {}), stack=d.get("stack"))
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "task": self.task, "axes": self.axes,
-                "members": [m.to_json() for m in self.members], "encoders": self.encoders,
-                "weights": self.weights, "source": self.source}
+        d = {"format": FORMAT, "version": STACK_VERSION if self.stack else VERSION, "task": self.task,
+             "axes": self.axes, "members": [m.to_json() for m in self.members], "encoders": self.encoders,
+             "weights": self.weights, "source": self.source}
+        if self.stack:
+            d["stack"] = self.stack
+        return d
 
 
 def read_predictor_spec(model_dir: str | os.PathLike) -> dict:
@@ -105,13 +113,21 @@ def read_predictor_spec(model_dir: str | os.PathLike) -> dict:
         raise PredictorError(f"{f}: not readable JSON ({e})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise PredictorError(f"{f}: not an mmmos predictor (format {spec.get('format') if isinstance(spec, dict) else None!r})")
-    if spec.get("version") != VERSION:
-        raise PredictorError(f"{f}: predictor format version {spec.get('version')} (this mmmos reads {VERSION})")
+    if spec.get("version") not in VERSIONS:
+        raise PredictorError(f"{f}: predictor format version {spec.get('version')} (this mmmos reads "
+                             f"{', '.join(map(str, VERSIONS))})")
+    if (spec.get("version") == STACK_VERSION) != bool(spec.get("stack")):
+        raise PredictorError(f"{f}: format version {spec.get('version')} "
+                             f"{'needs' if spec.get('version') == STACK_VERSION else 'cannot have'} a stack record")
     task = get_task(spec.get("task") or DEFAULT_TASK)
     if list(spec.get("axes", [])) != list(task.axes):
         raise PredictorError(f"{f}: axes {spec.get('axes')} are not those of task {task.name} {list(task.axes)}")
     if not spec.get("members"):
         raise PredictorError(f"{f}: no members")
+    if spec.get("stack"):
+        from .stacked import StackSpec
+
+        StackSpec.from_json(spec["stack"], task.axes, [str(m.get("name")) for m in spec["members"]], str(f))
     for m in spec["members"]:
         for k in m.get("encoder_keys", []):
             if k not in spec.get("encoders", {}):
@@ -129,5 +145,6 @@ def load_spec(model_dir: str | os.PathLike) -> PredictorSpec:
                              f"({type(e).__name__}: {e})") from None
 
 
-__all__ = ["FORMAT", "MEMBERS_DIR", "MemberSpec", "PREDICTOR_FILE", "PredictorSpec", "VERSION", "load_spec",
+__all__ = ["FORMAT", "MEMBERS_DIR", "MemberSpec", "PREDICTOR_FILE", "PredictorSpec", "STACK_VERSION", "VERSION",
+           "VERSIONS", "load_spec",
            "read_predictor_spec", "safe_member_name"]
