@@ -299,7 +299,7 @@ def test_cli_stack_outputs_and_answer(one_good, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, msg", [
     (["--stack-folds", "1"], "--stack-folds must be >= 2"),
-    (["--stack-members", "top-3"], "unknown strategy"),
+    (["--stack-members", "top-3"], "--stack-members: unknown strategy"),
     (["--stack-fit", "nope"], None),
 ])
 def test_cli_bad_stack_options(one_good, tmp_path, capsys, args, msg):

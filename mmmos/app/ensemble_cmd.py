@@ -121,6 +121,9 @@ def run_cli(a: argparse.Namespace) -> int:
     print(ens.table_markdown(result.table, sweep.sets))
     for s, m in result.members.items():
         print(f"{s}: " + (", ".join(m["members"]) if "members" in m else f"unavailable ({m['unavailable']})"))
+        if "stack" in m:
+            print(f"  {m['stack']['model']} meta-model per axis, {m['stack']['figures']}; "
+                  f"members from {m['stack']['member_selection']}")
     for n in result.notes:
         print(f"note: {n}")
     print(f"\nwritten to {out} in {time.perf_counter() - t0:.1f} s" + (f"; answer file {answer}" if answer else "")

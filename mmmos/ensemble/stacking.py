@@ -51,7 +51,10 @@ class StackOptions:
         if self.members == STACK:
             raise EnsembleError("--stack-members names a selection strategy (all, submitted, dev-top-K, ...), "
                                 "not 'stack'")
-        parse_strategy(self.members)
+        try:
+            parse_strategy(self.members)
+        except EnsembleError as e:
+            raise EnsembleError(f"--stack-members: {e}") from None
 
     def describe(self, k: int) -> str:
         return f"fitted on {self.fit_set} ({self.fit_set}: out-of-fold, {k} folds grouped by system, seed {self.seed})"
