@@ -145,8 +145,8 @@ def worker_device(requested: str | None, gpus: float) -> str | None:
 def dashboard_url(ray) -> str | None:
     """The Ray dashboard's address, when it runs."""
     with contextlib.suppress(Exception):
-        url = ray.get_runtime_context().dashboard_url or getattr(ray.worker.global_worker.node, "webui_url", None)
-        return f"http://{url}" if url and not url.startswith("http") else url
+        url = ray._private.worker._global_node.webui_url  # None on a Ray client (ray://) connection
+        return f"http://{url}" if url and not url.startswith("http") else (url or None)
     return None
 
 
