@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: the pair known to install here (muq needs torchaudio)
 	$(BIN)/python -m pip install -q torch==2.9.1 torchaudio==2.9.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	@touch $@
 
 test: $(STAMP)
