@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from mmmos.cache_store import open_store
+from mmmos.core.tasks import get_task
 
 ENCS = {"encA": (50.0, 12), "encB": (6.25, 6)}
 
@@ -23,6 +24,7 @@ def _ident(name, rate, dim):
 
 
 def make_synthetic(root: Path, n_train=160, n_dev=48, n_pam=40, seed=0, missing_label=0):
+    axes = get_task().axes
     rng = np.random.default_rng(seed)
     root = Path(root)
     store = open_store(root / "cache.zarr", create=True)
@@ -43,10 +45,10 @@ def make_synthetic(root: Path, n_train=160, n_dev=48, n_pam=40, seed=0, missing_
             y = np.clip(5 + 1.5 * z[:4] + 0.2 * rng.standard_normal(4), 0, 10)
             rows.append({"clip_id": cid, "path": f"/audio/{cid}", "system": f"{split}_sys{i % systems}",
                          "domain": ["speech", "music", "sound"][i % 3], "split": split,
-                         **dict(zip(("PQ", "PC", "CE", "CU"), y.tolist()))})
+                         **dict(zip(axes, y.tolist()))})
         if split == "train" and missing_label:
             for r in rows[:missing_label]:
-                r["CE"] = None
+                r[axes[2]] = None
         df = pl.DataFrame(rows)
         df.write_csv(root / f"{split}.csv")
         sets[split] = root / f"{split}.csv"
