@@ -220,3 +220,33 @@ def test_ray_sweep_equals_local_sweep(tmp_path):
     # a second run trains only what is missing (the failed one), the finished ones are skipped
     again = run_sweep_ray(_sweep_cfgs(), str(store), tmp_path / "ray", tr, dv, ev, RayOptions(), progress=False)
     assert all(again[n].get("skipped") for n in SWEEP_NAMES)
+
+
+def test_sweep_command_with_ray_options(tmp_path, capsys):
+    """The `mmmos sweep` entry with Ray options: a finished run is skipped without starting tasks; Ray-only
+    options without --ray are refused."""
+    import argparse
+
+    from synthetic_cache import make_synthetic
+
+    from mmmos.app import ray_sweep
+    from mmmos.core.errors import UserError
+    from mmmos.sweep import load_labels, run_sweep
+
+    store, sets = make_synthetic(tmp_path / "synth", n_train=24, n_dev=8, n_pam=6)
+    cfgs = [c for c in _sweep_cfgs() if c.name == "bienc-mlp-utmos"]
+    for c in cfgs:
+        c.epochs, c.patience = 1, 1
+    run_sweep(cfgs, str(store), tmp_path / "run", load_labels("train", sets["train"]),
+              load_labels("dev", sets["dev"]), [], progress=False)
+    p = argparse.ArgumentParser()
+    ray_sweep.add_arguments(p)
+    base = ["--store", str(store), "--run", str(tmp_path / "run"), "--train", str(sets["train"]), "--dev",
+            str(sets["dev"]), "--sets", "bienc=encA,trienc=encA+encB", "--only", "bienc-mlp-utmos", "--epochs", "1",
+            "--patience", "1", "--lr", "0.003", "--no-progress"]
+    a = p.parse_args(base + ["--ray", "--cpus-per-config", "1"])
+    assert a.ray == "local" and a.cpus_per_config == 1.0
+    assert ray_sweep.run_cli(a) == 0
+    assert capsys.readouterr().out.startswith("sweep (ray): 0 trained, 1 already done, 0 failed")
+    with pytest.raises(UserError, match="only apply with --ray"):
+        ray_sweep.run_cli(p.parse_args(base + ["--gpus-per-config", "1"]))

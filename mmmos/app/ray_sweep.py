@@ -8,6 +8,9 @@ over the configurations (with each running one's epoch), prints each as it ends 
 error while the others go on), then brings finished configurations up to date with new evaluation sets
 and writes the summary.
 
+Command: :func:`add_arguments` / :func:`run_cli` are ``mmmos sweep`` with the Ray options added (``--ray``,
+``--cpus-per-config``, ``--gpus-per-config``, ``--ray-retries``); without ``--ray`` it is the sweep's own command.
+
 Faults: a task whose worker or node dies is retried by Ray (``max_retries``); a retry starts the
 configuration again in its own folder, and a finished configuration (``DONE``) is skipped by the next run.
 """
@@ -120,4 +123,44 @@ def _run_tasks(ray, todo, store, train, dev, evals, rd, opts: RayOptions, result
         prog.close()
 
 
-__all__ = ["run_sweep_ray", "train_task"]
+def add_arguments(p) -> None:
+    """``mmmos sweep``'s options plus the Ray options."""
+    from mmmos.sweep import add_arguments as sweep_arguments
+
+    from .ray_cluster import add_ray_arguments
+
+    sweep_arguments(p)
+    add_ray_arguments(p, "config")
+
+
+def run_cli(a) -> int:
+    """``mmmos sweep [--ray ...]``: the local sweep without ``--ray``, else :func:`run_sweep_ray`; exit 3 when a
+    configuration failed."""
+    from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
+    from mmmos.sweep import configs_from_args, load_labels, parse_evals
+    from mmmos.sweep import run_cli as sweep_run_cli
+
+    from .ray_cluster import options_from_args
+
+    opts = options_from_args(a, "config")
+    if opts is None:
+        return sweep_run_cli(a)
+    cfgs = configs_from_args(a)
+    pairs = parse_evals(a.eval)  # before reading any list
+    train, dev = load_labels("train", a.train, a.data_root), load_labels("dev", a.dev, a.data_root)
+    evals = [load_labels(k, v, a.data_root) for k, v in pairs]
+    t = time.perf_counter()
+    res = run_sweep_ray(cfgs, a.store, a.run, train, dev, evals, opts, force=a.force, progress=not a.no_progress)
+    failed = [n for n, r in res.items() if r and "error" in r]
+    skipped = [n for n, r in res.items() if r and r.get("skipped")]
+    print(f"sweep (ray): {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, "
+          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run}")
+    summ = Path(a.run) / "summary.md"
+    if summ.is_file():
+        print(summ.read_text())
+    for n in failed:
+        print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+__all__ = ["add_arguments", "run_cli", "run_sweep_ray", "train_task"]
