@@ -65,7 +65,8 @@ def sweep_phase(way: str, store: str, sets: dict, run: str) -> dict:
         from mmmos.app.ray_cluster import RayOptions
         from mmmos.app.ray_sweep import run_sweep_ray
 
-        ray.init(include_dashboard=False, logging_level="ERROR")  # timed apart: the start-up
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(include_dashboard=False, logging_level="ERROR", _node_ip_address="127.0.0.1")  # timed apart: the start-up
         startup = time.perf_counter() - t
         res = run_sweep_ray(cfgs, store, run, tr, dv, [], RayOptions(), progress=False)
         ray.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -104,8 +105,12 @@ def ray_session(address: str | None):
     if ray.is_initialized():
         yield ray
         return
+    # no usage reports leave the machine unless the user opts in (RAY_USAGE_STATS_ENABLED=1)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # a local instance stays on the loopback interface
+    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
     try:
-        ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+        ray.init(address=address, log_to_driver=True, logging_level="WARNING", **local)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local instance"
         raise RayUnavailableError(f"could not start or join Ray ({where}): {str(e).splitlines()[0]}") from None
