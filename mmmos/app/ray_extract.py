@@ -120,6 +120,7 @@ class RayExtractRun:
 
     report: ExtractReport
     workers: int = 0
+    initial_pids: list[int] = field(default_factory=list)  # the actors' processes at start
     worker_pids: set[int] = field(default_factory=set)  # processes that finished units (restarts add pids)
     lost_workers: int = 0  # actors dropped after their restarts ran out
     startup_seconds: float = 0.0  # connecting + starting actors + loading encoders
@@ -165,7 +166,7 @@ def _start_actors(ray, cfg, opts: RayOptions, n: int):
     device = worker_device(cfg.device, opts.gpus)
     threads = max(1, int(opts.cpus))
     actors = [actor_cls.remote(cfg, device, threads) for _ in range(n)]
-    infos, alive = [], []
+    infos, alive, err = [], [], None
     for a in actors:
         try:
             infos.append(ray.get(a.info.remote()))
@@ -258,6 +259,7 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
         n = max(1, min(n, len(units)))
         actors, infos = _start_actors(ray, cfg, opts, n)
         run.workers, run.dashboard = len(actors), dashboard_url(ray)
+        run.initial_pids = [i["pid"] for i in infos]
         run.startup_seconds = time.perf_counter() - t_start
         rep.load_seconds = max(i["load_seconds"] for i in infos)
         for f in infos[0]["load_failures"]:  # every actor fails alike; report it once, like a local run
