@@ -158,3 +158,19 @@ def test_cpu_bf16_native_reads_flags(tmp_path, monkeypatch):
     assert detect(str(amx)) is True
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
     assert detect(str(amx)) is False
+
+
+@pytest.mark.parametrize("name,kw", [("wavlm", {}), ("muq", {}), ("m2d", {"input_frames": 608})])
+def test_in_memory_random_encoder_equals_the_written_checkpoint(tmp_path, name, kw):
+    """The benchmarks build encoders in memory; they must be the encoders the written files load as."""
+    import importlib
+
+    mod = importlib.import_module(f"mmmos.testing.{'muq' if name == 'muq' else name}")
+    a = extract.load_encoder(name, mod.write_random_checkpoint(tmp_path / name, "tiny", seed=4, **kw))
+    b = mod.random_encoder("tiny", seed=4, **kw)
+    w = _wave(a.sample_rate, 3.0, seed=2)
+    np.testing.assert_array_equal(a.embed(w), b.embed(w))
+    assert b.weights is None
+    drop = {"source_format"}  # wavlm records the file format; in memory it is "random"
+    assert ({k: v for k, v in a.identity()["config"].items() if k not in drop}
+            == {k: v for k, v in b.identity()["config"].items() if k not in drop})

@@ -5,6 +5,7 @@ Not part of the encoder: ``mmmos.extract.m2d`` only loads; this module writes fi
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 from pathlib import Path
@@ -16,6 +17,38 @@ from mmmos.extract.m2d import DEFAULT_NORM_STATS, HEAD_DIM, N_MELS, NORM_STATS_K
 
 _SIZES = {"tiny": {"width": 64, "depth": 2, "mlp": 4, "dec_width": 32, "dec_depth": 1, "text_dim": 32},
           "full": {"width": 768, "depth": 12, "mlp": 4, "dec_width": 512, "dec_depth": 8, "text_dim": 768}}
+
+
+def _rand_like(t: torch.Tensor, name: str, gen: torch.Generator) -> torch.Tensor:
+    """LayerNorm gains near 1, matrices ~ 1/sqrt(fan_in), embeddings O(0.5), biases small."""
+    z = torch.randn(t.shape, generator=gen)
+    if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
+        return 1.0 + 0.1 * z
+    if name.endswith(("pos_embed", "cls_token")):
+        return 0.5 * z
+    if t.ndim >= 2:
+        return z / math.sqrt(int(np.prod(t.shape[1:])))
+    return 0.02 * z
+
+
+def _encoder_state(size: str, input_frames: int, gen: torch.Generator) -> tuple[M2DViT, dict[str, torch.Tensor]]:
+    """The ViT of ``size`` and a random state dict for it, drawn from ``gen``."""
+    if size not in _SIZES:
+        raise ValueError(f"size must be one of {sorted(_SIZES)}, got {size!r}")
+    s = _SIZES[size]
+    width = s["width"]
+    enc = M2DViT(width, s["depth"], width // HEAD_DIM, s["mlp"] * width, (N_MELS // 16, input_frames // 16), (16, 16))
+    return enc, {k: _rand_like(v, k, gen) for k, v in enc.state_dict().items()}
+
+
+def random_encoder(size: str = "tiny", input_frames: int = 1001, seed: int = 0, device: str = "cpu"):
+    """A frozen ``M2DEncoder`` with the encoder weights ``write_random_checkpoint`` would write, in memory."""
+    from mmmos.extract.m2d import M2DEncoder
+
+    enc, sd = _encoder_state(size, input_frames, torch.Generator().manual_seed(seed))
+    enc.load_state_dict(sd, strict=True)
+    stats = tuple(float(v) for v in torch.tensor(DEFAULT_NORM_STATS))  # as a file holds them: float32
+    return M2DEncoder(enc, input_frames=input_frames, norm_stats=stats, device=device)
 
 
 def write_random_checkpoint(
@@ -42,7 +75,7 @@ def write_random_checkpoint(
     if fmt not in ("pth", "flat", "safetensors"):
         raise ValueError(f"fmt must be 'pth', 'flat' or 'safetensors', got {fmt!r}")
     s = _SIZES[size]
-    width, depth = s["width"], s["depth"]
+    width = s["width"]
     grid = (N_MELS // 16, input_frames // 16)
     clap = input_frames == 1001
     model_name = "m2d_clap_vit_base" if clap else "m2d_vit_base"
@@ -51,19 +84,8 @@ def write_random_checkpoint(
 
     gen = torch.Generator().manual_seed(seed)
 
-    def rand_like(t: torch.Tensor, name: str) -> torch.Tensor:
-        """LayerNorm gains near 1, matrices ~ 1/sqrt(fan_in), embeddings O(0.5), biases small."""
-        z = torch.randn(t.shape, generator=gen)
-        if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
-            return 1.0 + 0.1 * z
-        if name.endswith(("pos_embed", "cls_token")):
-            return 0.5 * z
-        if t.ndim >= 2:
-            return z / math.sqrt(int(np.prod(t.shape[1:])))
-        return 0.02 * z
-
-    enc = M2DViT(width, depth, width // HEAD_DIM, s["mlp"] * width, grid, (16, 16))
-    sd: dict[str, torch.Tensor] = {k: rand_like(v, k) for k, v in enc.state_dict().items()}
+    enc, sd = _encoder_state(size, input_frames, gen)
+    rand_like = functools.partial(_rand_like, gen=gen)
     if norm_stats is not None:
         sd[NORM_STATS_KEY] = torch.tensor([float(norm_stats[0]), float(norm_stats[1])])
     if clap:

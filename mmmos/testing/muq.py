@@ -81,3 +81,17 @@ def write_random_checkpoint(out_dir, size: str = "tiny", seed: int = 0) -> Path:
     (out / "config.json").write_text(json.dumps(cfg_dict, indent=2))
     save_file(random_state(model, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
+
+
+def random_encoder(size: str = "tiny", seed: int = 0, device: str = "cpu"):
+    """A frozen ``MuQEncoder`` with the weights ``write_random_checkpoint`` would write, built in memory."""
+    from muq import MuQConfig
+
+    from mmmos.extract.muq_encoder import MAX_CHUNK_SECONDS, MuQEncoder
+
+    cfg = MuQConfig(**muq_config_dict(size))
+    model = build_model(cfg)
+    model.load_state_dict(random_state(model, seed), strict=True)
+    model.eval().requires_grad_(False).to(device)
+    return MuQEncoder(model, cfg, device=device, weights=None, dtype="float32", chunk_seconds=MAX_CHUNK_SECONDS,
+                      absent_training_keys=0)

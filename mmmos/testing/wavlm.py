@@ -44,6 +44,35 @@ def random_state(model, seed: int) -> dict:
     return out
 
 
+def _random_model(size: str, seed: int):
+    """(config, model, random state dict) of a WavLM of ``size`` ("tiny" or "full" = Base+)."""
+    import torch
+    from transformers import WavLMConfig
+
+    if size not in ("tiny", "full"):
+        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
+    config = WavLMConfig(**(TINY if size == "tiny" else BASE_PLUS))
+    model = _build(config)
+    sd = random_state(model, seed)
+    if config.conv_dim[-1] == config.hidden_size:
+        # unilm has no projection when widths agree: make it the identity it stands for
+        sd["feature_projection.projection.weight"] = torch.eye(config.hidden_size)
+        sd["feature_projection.projection.bias"] = torch.zeros(config.hidden_size)
+    return config, model, sd
+
+
+def random_encoder(size: str = "tiny", seed: int = 0, device: str = "cpu"):
+    """A frozen ``WavLMEncoder`` with the weights ``write_random_checkpoint`` would write, built in
+    memory (benchmarks: no multi-hundred-MB file).  Its identity has no weights file."""
+    from mmmos.extract.wavlm import MAX_CHUNK_FRAMES, WavLMEncoder
+
+    _, model, sd = _random_model(size, seed)
+    model.load_state_dict(sd, strict=True)
+    model.eval().requires_grad_(False).to(device)
+    return WavLMEncoder(model, device=device, weights=None, normalize=False, max_chunk_frames=MAX_CHUNK_FRAMES,
+                        dtype="float32", source_format="random")
+
+
 def write_random_checkpoint(out_dir, size: str = "tiny", fmt: str = "hf", seed: int = 0) -> Path:
     """Write a randomly initialised WavLM in a real format; returns what ``from_weights`` takes.
 
@@ -53,19 +82,10 @@ def write_random_checkpoint(out_dir, size: str = "tiny", fmt: str = "hf", seed: 
     model.safetensors, current names) or "original" (unilm ``{'cfg', 'model'}`` .pt).
     """
     import torch
-    from transformers import WavLMConfig
 
-    if size not in ("tiny", "full"):
-        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
     if fmt not in ("hf", "hf-safetensors", "original"):
         raise ValueError(f"fmt must be 'hf', 'hf-safetensors' or 'original', got {fmt!r}")
-    config = WavLMConfig(**(TINY if size == "tiny" else BASE_PLUS))
-    model = _build(config)
-    sd = random_state(model, seed)
-    if config.conv_dim[-1] == config.hidden_size:
-        # unilm has no projection when widths agree: make it the identity it stands for
-        sd["feature_projection.projection.weight"] = torch.eye(config.hidden_size)
-        sd["feature_projection.projection.bias"] = torch.zeros(config.hidden_size)
+    config, model, sd = _random_model(size, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "original":
