@@ -27,7 +27,7 @@ from .configs import (PAPER_HEADS, PAPER_LOSSES, PAPER_SETS, RUNTIME_ONLY, Train
                       paper_configs)
 from .identity import RunMismatchError, check_run_dir, run_identity
 from .labels import LabelSet, LabelSetError, check_set_name, load_labels
-from .run import MissingEncoderError, SweepInputError, run_sweep
+from .run import MissingEncoderError, SweepInputError, SweepPlan, plan_sweep, refresh_evals, run_sweep
 from .summary import summary_markdown, write_summary
 from .train import train_configuration
 from .workers import ParentGoneError
@@ -37,6 +37,6 @@ AXES = _get_task(_DEFAULT_TASK).axes
 
 __all__ = ["AXES", "LabelSet", "LabelSetError", "MissingEncoderError", "PAPER_HEADS", "PAPER_LOSSES", "PAPER_SETS",
            "ParentGoneError", "RUNTIME_ONLY", "RunMismatchError", "SweepInputError", "SweepOptionError",
-           "TrainConfig", "ablation_configs", "add_arguments", "check_run_dir", "check_set_name",
-           "configs_from_args", "load_labels", "paper_configs", "parse_evals", "parse_sets", "run_cli",
+           "SweepPlan", "TrainConfig", "ablation_configs", "add_arguments", "check_run_dir", "check_set_name",
+           "configs_from_args", "load_labels", "paper_configs", "parse_evals", "plan_sweep", "refresh_evals", "parse_sets", "run_cli",
            "run_identity", "run_sweep", "summary_markdown", "train_configuration", "write_summary"]

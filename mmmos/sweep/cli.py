@@ -114,9 +114,10 @@ def run_cli(a) -> int:
 
     cfgs = configs_from_args(a)
     pairs = parse_evals(a.eval)  # before reading any list
-    train = load_labels("train", a.train, a.data_root)
-    dev = load_labels("dev", a.dev, a.data_root)
-    evals = [load_labels(k, v, a.data_root) for k, v in pairs]
+    task = cfgs[0].task if cfgs else DEFAULT_TASK
+    train = load_labels("train", a.train, a.data_root, task)
+    dev = load_labels("dev", a.dev, a.data_root, task)
+    evals = [load_labels(k, v, a.data_root, task) for k, v in pairs]
     t = time.perf_counter()
     res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
                     progress=not a.no_progress)

@@ -35,7 +35,7 @@ def score_set(cdir: ConfigDir, ls: LabelSet, store, cfg: TrainConfig, task: Task
     pred = pl.DataFrame({"clip_id": bank.clip_ids, "system": df["system"], "domain": df["domain"],
                          **{a: y[:, k] for k, a in enumerate(task.axes)}})
     cdir.write_predictions(ls.name, pred)
-    ev = evaluate(pred, df, set_name=ls.name)
+    ev = evaluate(pred, df, set_name=ls.name, task=task)
     return ev.table, ev.summary_lines()
 
 

@@ -44,12 +44,13 @@ def check_set_name(name: str) -> str:
     return name
 
 
-def load_labels(name: str, path: str | os.PathLike, data_root: str | None = None) -> LabelSet:
-    """Read the label list at ``path`` as set ``name`` (its content hash included)."""
+def load_labels(name: str, path: str | os.PathLike, data_root: str | None = None,
+                task: str | None = None) -> LabelSet:
+    """Read the label list at ``path`` as set ``name`` of ``task`` (None: the default task), with its content hash."""
     from mmmos.core.manifests import load_manifest
 
     check_set_name(name)
-    table = load_manifest(path, data_root=data_root)
+    table = load_manifest(path, data_root=data_root, task=task)
     return LabelSet(name, str(path), table, content_sha256(path))
 
 

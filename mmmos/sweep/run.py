@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmmos.cache_store import CacheError
@@ -99,31 +100,50 @@ def _same_config(cdir: ConfigDir, c: TrainConfig) -> bool:
     return learned_settings(old) == learned_settings(config_json(c))
 
 
-def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
-              evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
-    """Train every configuration not already DONE in ``run``; returns {name: result or error}."""
-    run = Path(run)
+@dataclass
+class SweepPlan:
+    """What a sweep has to do in a run folder after the checks (see :func:`plan_sweep`)."""
+
+    run: RunDir
+    todo: list[TrainConfig]                             # configurations to train
+    refresh: list[tuple[TrainConfig, ConfigDir]]        # finished ones: bring their evaluation sets up to date
+    results: dict = field(default_factory=dict)         # {name: {"skipped": True}} for the finished ones
+    changed_evals: set[str] = field(default_factory=set)
+
+
+def plan_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
+               evals: list[LabelSet], force: bool = False, check_devices: bool = True) -> SweepPlan:
+    """Check the inputs and the run folder (writing its run record) and split the configurations into
+    those to train and the finished ones; any executor (processes here, Ray elsewhere) then trains ``todo``."""
     task = _check_names(configs, [train, dev, *evals])
     st = open_cache(store)
-    for d in {c.device for c in configs}:
-        check_device(d)
+    if check_devices:
+        for d in {c.device for c in configs}:
+            check_device(d)
     keys = _encoder_keys(st, store, configs)
     resume = check_run_dir(run, run_identity(store, keys, [train, dev, *evals], task), force)
-    rd = RunDir(run)
-    todo, results, refresh = [], {}, []
+    plan = SweepPlan(RunDir(run), [], [], {}, resume.changed_evals)
     for c in configs:
-        cdir = rd.config(c.name)
+        cdir = plan.run.config(c.name)
         if cdir.is_done() and not force:
             if _same_config(cdir, c):
-                results[c.name] = {"skipped": True}
-                refresh.append((c, cdir))
+                plan.results[c.name] = {"skipped": True}
+                plan.refresh.append((c, cdir))
                 continue
             print(f"  {c.name}: settings changed since it was trained; training it again", file=sys.stderr)
             cdir.clear_done()
-        todo.append(c)
+        plan.todo.append(c)
+    return plan
+
+
+def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
+              evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
+    """Train every configuration not already DONE in ``run``; returns {name: result or error}."""
+    plan = plan_sweep(configs, store, run, train, dev, evals, force)
+    results, todo = plan.results, plan.todo
 
     def args_of(c, prog=False):
-        return c, store, train, dev, evals, rd.config(c.name).path, prog
+        return c, store, train, dev, evals, plan.run.config(c.name).path, prog
 
     def report(name, res, err):
         results[name] = res if err is None else {"error": err}
@@ -141,9 +161,14 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
             results[name] = res if err is None else {"error": err}
             if err:
                 print(f"  {name}: FAILED {err}", file=sys.stderr)
-    _refresh_evals(refresh, store, evals, resume.changed_evals, results)
+    refresh_evals(plan, store, evals)
     write_summary(run, [c.name for c in configs])
     return results
+
+
+def refresh_evals(plan: SweepPlan, store: str, evals: list[LabelSet]) -> None:
+    """Predict new or changed evaluation sets with the plan's finished configurations (no retraining)."""
+    _refresh_evals(plan.refresh, store, evals, plan.changed_evals, plan.results)
 
 
 def _refresh_evals(refresh, store: str, evals: list[LabelSet], changed: set[str], results: dict) -> None:
