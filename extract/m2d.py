@@ -25,6 +25,9 @@ is copied from it).  Pipeline for one clip at 16 kHz:
 Steps for T mel frames: ``G * (T // U) + min(G, ceil((T % U) / 16))`` with
 ``G = U // 16`` (80x608: 38, 80x1001: 62).  Because full 1001-frame chunks only
 use 992 frames, step times drift by 90 ms per chunk from the nominal 6.25 Hz grid.
+
+Length (~530 lines): one encoder written from the published facts - front end, ViT, strict loader -
+sharing the constants above; split apart, each piece would have to re-state them.
 """
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ Long clips are cut with :func:`extract.base.tiled_chunks` into chunks of at most
 ``max_chunk_frames`` (1500 = 30 s) frames plus 80 samples of right context, so the
 concatenated frames have exactly the count and timing of one pass over the whole
 clip.  The policy is recorded in ``config['chunking']``.
+
+Length (~500 lines): one job, loading WavLM in both formats; about half is the original<->HF key and
+config table, which only makes sense next to the loader that checks it.
 """
 from __future__ import annotations
 
