@@ -19,7 +19,14 @@ ENCODERS: dict[str, str] = {
     "wavlm": "mmmos.extract.wavlm:WavLMEncoder",
     "muq": "mmmos.extract.muq_encoder:MuQEncoder",
     "m2d": "mmmos.extract.m2d:M2DEncoder",
+    # text encoders (Track 1 prompts): ``encode(texts)``, not ``embed(wave)``; see extract.text
+    "roberta": "mmmos.extract.roberta:RobertaTextEncoder",
+    "hashtext": "mmmos.extract.roberta:HashTextEncoder",
 }
+#: The encoders of :data:`ENCODERS` that read text prompts instead of audio.
+TEXT_ENCODERS = ("roberta", "hashtext")
+#: Encoders that need no ``--weights``.
+WEIGHT_FREE = ("logmel", "logmel_slow", "hashtext")
 
 
 def encoder_class(name: str):
@@ -48,4 +55,4 @@ def load_encoder(name: str, weights=None, device: str | None = None, **options) 
     return encoder_class(name).from_weights(weights, device=select_device(device), **options)
 
 
-__all__ = ["ENCODERS", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "parse_weights", "select_device", "sha256_file"]
+__all__ = ["ENCODERS", "TEXT_ENCODERS", "WEIGHT_FREE", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "parse_weights", "select_device", "sha256_file"]

@@ -11,7 +11,10 @@ name        input           architecture (defaults)
 mlp         (B, D)          per-axis MLP D -> 256 -> 1
 blstm_h     (B, D)          BLSTM(H=128 x 2) on a length-1 sequence, final [h_fwd; h_bwd] (256) -> 64 -> 1
 blstm_t     (B, T, D)       BLSTM(H=128 x 2) over valid frames, mean of outputs (256) -> 64 -> 1
+dual_branch (B, T, D)+text  Track 1: MI (Transformer + pooling) and TA (cross-attention to the prompt) branches
 ==========  ==============  ==========================================================================================
+
+``AUDIO_HEADS`` lists the heads without ``needs_text`` (every head but ``dual_branch``).
 
 All heads take ``dropout`` (default 0.1, inside each per-axis MLP).  Adding a head =
 one module with a ``Head`` subclass plus one line in ``HEADS``.
@@ -24,13 +27,17 @@ from .axis_mlp import AxisHeads, axis_mlp
 from .base import Head
 from .blstm_h import BLSTMHiddenHead
 from .blstm_t import BLSTMTimeHead
+from .dual_branch import DualBranchHead
 from .mlp import MLPHead
 
 HEADS: dict[str, type[Head]] = {
     "mlp": MLPHead,
     "blstm_h": BLSTMHiddenHead,
     "blstm_t": BLSTMTimeHead,
+    "dual_branch": DualBranchHead,
 }
+#: The heads that read audio features only (``needs_text`` unset): what Track 2 configurations may use.
+AUDIO_HEADS: dict[str, type[Head]] = {n: c for n, c in HEADS.items() if not getattr(c, "needs_text", False)}
 
 
 def head_class(name: str) -> type[Head]:
@@ -63,10 +70,12 @@ def build_head_from_config(config: Mapping[str, Any]) -> Head:
 
 
 __all__ = [
+    "AUDIO_HEADS",
     "HEADS",
     "AxisHeads",
     "BLSTMHiddenHead",
     "BLSTMTimeHead",
+    "DualBranchHead",
     "Head",
     "MLPHead",
     "axis_mlp",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmmos import heads
-from mmmos.heads import HEADS, build_head, build_head_from_config
+from mmmos.heads import AUDIO_HEADS, HEADS, build_head, build_head_from_config
 
 D = 12  # tiny feature size
 SMALL = {  # tiny hyperparameters so every test stays fast
@@ -39,11 +39,11 @@ def inputs(name, b=5, t=7, seed=1):
 
 
 def test_registry_contents_and_flags():
-    assert list(HEADS) == ["mlp", "blstm_h", "blstm_t"]
+    assert list(AUDIO_HEADS) == ["mlp", "blstm_h", "blstm_t"]
     assert HEADS["mlp"].needs_frames is False
     assert HEADS["blstm_h"].needs_frames is False
     assert HEADS["blstm_t"].needs_frames is True
-    for name, cls in HEADS.items():
+    for name, cls in AUDIO_HEADS.items():
         assert cls.name == name
         assert cls.output_kind == "scores"
         assert issubclass(cls, heads.Head)
@@ -75,7 +75,7 @@ def test_documented_defaults():
         }
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_config_round_trip_rebuilds_same_model(name):
     head = make(name, dropout=0.2).eval()
     cfg = json.loads(json.dumps(head.config))  # JSON-safe
@@ -97,7 +97,7 @@ def test_config_without_name_is_an_error():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 @pytest.mark.parametrize("b", [1, 5])
 def test_output_shape(name, b):
     head = make(name).eval()
@@ -107,7 +107,7 @@ def test_output_shape(name, b):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 @pytest.mark.parametrize("n_axes", [1, 6])
 def test_output_size_follows_the_task_axis_count(name, n_axes):
     head = make(name, n_axes=n_axes).eval()
@@ -120,7 +120,7 @@ def test_output_size_follows_the_task_axis_count(name, n_axes):
     assert torch.equal(clone.eval()(x, lengths), head(x, lengths))
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_config_without_n_axes_rebuilds_the_default_task_head(name):
     """Head configs saved before tasks existed have no n_axes: they mean the default task (4 axes)."""
     from mmmos.core.tasks import get_task
@@ -132,7 +132,7 @@ def test_config_without_n_axes_rebuilds_the_default_task_head(name):
         build_head(name, D, n_axes=0)
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_deterministic_init_for_a_seed(name):
     a, b, c = make(name, seed=5), make(name, seed=5), make(name, seed=6)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
@@ -140,7 +140,7 @@ def test_deterministic_init_for_a_seed(name):
     assert any(not torch.equal(sa[k], sc[k]) for k in sa)
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_eval_is_deterministic_and_dropout_acts_in_train(name):
     head = make(name, dropout=0.5)
     x, lengths = inputs(name, b=16)
@@ -197,7 +197,7 @@ def test_blstm_h_uses_final_hidden_states_of_one_step():
     torch.testing.assert_close(got, expect, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_axis_heads_are_independent(name):
     head = make(name).eval()
     x, lengths = inputs(name)
@@ -246,7 +246,7 @@ def test_blstm_t_input_errors():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", list(AUDIO_HEADS))
 def test_tiny_overfit_linear_target(name):
     g = torch.Generator().manual_seed(11)
     n = 64

@@ -84,6 +84,12 @@ class Task:
         return self.label_columns.get(fmt, {}).get(name.strip().lower())
 
 
+def _track1() -> Task:
+    from mmmos.core.tasks.track1 import TRACK1
+
+    return TRACK1
+
+
 def _track2() -> Task:
     from mmmos.core.tasks.track2 import TRACK2
 
@@ -93,6 +99,7 @@ def _track2() -> Task:
 # name -> loader of the Task (modules import lazily; one line per task)
 TASKS: dict[str, Callable[[], Task]] = {
     "track2": _track2,
+    "track1": _track1,
 }
 
 
