@@ -32,6 +32,8 @@ def test_manifests_load_with_all_columns(corpus):
         assert df.height == info["n_clips"][split]
         assert set(df.get_column("split").to_list()) == {split}
         for col in COLUMNS:
+            if col == "prompt":  # Track 2 clips have no prompt
+                continue
             assert df.get_column(col).null_count() == 0, (split, col)
         assert validate_manifest(df, check_files=True, require_labels=True) == []
     all_ids = pl.concat(list(frames.values())).get_column("clip_id")

@@ -352,6 +352,7 @@ def test_validate_duplicates_ranges_and_files(tmp_path):
             "PC": [5.0, 5.0, -0.1, 1.0, 10.0],
             "CE": [5.0] * 5,
             "CU": [5.0] * 5,
+            "prompt": [None] * 5,
         },
         schema=SCHEMA,
     )

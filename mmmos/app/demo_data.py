@@ -54,7 +54,7 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
-from mmmos.core.manifests import columns
+from mmmos.core.manifests import PROMPT_COLUMN, columns
 from mmmos.core.tasks import get_task
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
 #: The demo corpus is a corpus of this task: one latent formula per axis (see :data:`_LATENT`).
 DEMO_TASK = "track2"
 AXES = get_task(DEMO_TASK).axes
-MANIFEST_COLUMNS = columns(DEMO_TASK)
+MANIFEST_COLUMNS = tuple(c for c in columns(DEMO_TASK) if c != PROMPT_COLUMN)  # Track 2 clips have no prompt
 
 #: Severity of level k (1-5) is SEVERITY_LEVELS[k-1].
 SEVERITY_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)

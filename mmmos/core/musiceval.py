@@ -30,8 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mmmos.core.errors import UserError
-from mmmos.core.manifests.table import Problem
+from mmmos.core.manifests.table import ManifestError, Problem
 from mmmos.core.tasks import Task, get_task
 from mmmos.core.tasks.track1 import DEMO_PROMPT_SYSTEMS, TRACK1, clip_name, prompt_id_of
 
@@ -43,14 +42,11 @@ KEY_COLUMNS = ("clip_id", "path", "system", "prompt_id", "prompt")
 _STEP = 0.2  # labels are means of 5 integer ratings
 
 
-class MusicEvalError(UserError, ValueError):
-    """A MusicEval file is missing or malformed; the message names the file (and line)."""
+class MusicEvalError(ManifestError):
+    """A MusicEval file is missing or malformed; the message names the file (and line).
 
-    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):
-        self.path = os.fsdecode(path)
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
+    A :class:`~mmmos.core.manifests.ManifestError` (so a ``UserError`` and a ``ValueError``): whoever loads
+    lists catches one kind of error whatever the format."""
 
 
 @dataclass
@@ -105,10 +101,11 @@ def _check_new(seen: dict[str, int], cid: str, path: Path, line: int) -> None:
 
 
 def read_mos_list(path: str | os.PathLike, wav_dir: str | os.PathLike | None = None,
-                  task: str | Task = TRACK1) -> list[dict]:
+                  task: str | Task = TRACK1, check_labels: bool = True) -> list[dict]:
     """Rows ``{clip_id, path, <axes>}`` of a ``*_mos_list.txt``; paths are ``wav_dir/<name>.wav``.
 
-    ``wav_dir`` defaults to ``<list folder>/../wav`` (the MusicEval-phase1 layout).
+    ``wav_dir`` defaults to ``<list folder>/../wav`` (the MusicEval-phase1 layout). Without ``check_labels``
+    a label need only be a number (extraction does not read labels).
     """
     t, p = get_task(task), Path(path)
     wav = Path(wav_dir) if wav_dir is not None else p.parent.parent / "wav"
@@ -126,7 +123,8 @@ def read_mos_list(path: str | os.PathLike, wav_dir: str | os.PathLike | None = N
         _check_new(seen, cid, p, line)
         row = {"clip_id": cid, "path": os.path.abspath(wav / name)}
         for axis, col, value in zip(t.axes, columns, fields[1:]):
-            row[axis] = _label(value, p, line, col, t.lo, t.hi, _STEP)
+            row[axis] = (_label(value, p, line, col, t.lo, t.hi, _STEP) if check_labels
+                         else _label(value, p, line, col, -math.inf, math.inf, None))
         rows.append(row)
     return rows
 

@@ -8,6 +8,7 @@ Every loader returns a polars DataFrame with the columns :func:`columns` (task):
     domain   str | null    one of the task's domains (track2: "speech" | "music" | "sound")
     split    str | null    e.g. "train" / "dev" / "test"
     <axes>   Float64 | null   one column per task axis, labels inside the task's score range; null when absent
+    prompt   str | null    the clip's text prompt (Track 1); null for tasks without prompts
 
 Formats (:func:`load_manifest` picks one from the extension/content, or ``fmt=``):
 
@@ -23,6 +24,9 @@ Formats (:func:`load_manifest` picks one from the extension/content, or ``fmt=``
 * ``folder`` - every audio file below a directory, recursively, sorted; names starting with "." are
   skipped; ``clip_id`` = the path relative to the folder (POSIX separators).  A file whose name is not
   valid UTF-8 becomes a ``bad_file_name`` :class:`Problem` (``problems=`` list), the rest load.
+* ``musiceval`` / ``eval_list`` - MusicEval (Track 1) ``*_mos_list.txt`` and ``eval_list.txt``; prompts come
+  from a CSV ``prompt`` column, ``prompt=`` (one text for all) or the prompt tables (``prompts=`` folder);
+  see :mod:`mmmos.core.manifests.prompted`.
 
 Paths: a leading ``/your_path/`` placeholder is replaced by ``data_root``; other relative paths resolve
 against ``data_root`` if given, else the manifest's own directory; absolute paths stay as they are.
@@ -46,8 +50,9 @@ from mmmos.core.manifests.fields import PLACEHOLDER
 from mmmos.core.manifests.formats import scan_folder
 from mmmos.core.manifests.inference import infer_domain, infer_split, infer_system
 from mmmos.core.manifests.load import FORMATS, detect_format, load_manifest
+from mmmos.core.manifests.prompted import find_prompt_tables, has_prompts, prompt_dirs
 from mmmos.core.manifests.table import (
-    AXES, COLUMNS, KEY_COLUMNS, SCHEMA, ManifestError, Problem, columns, empty_manifest, schema,
+    AXES, COLUMNS, KEY_COLUMNS, PROMPT_COLUMN, SCHEMA, ManifestError, Problem, columns, empty_manifest, schema,
 )
 from mmmos.core.manifests.validation import drop_duplicate_ids, validate_manifest
 
@@ -57,6 +62,7 @@ __all__ = [
     "FORMATS",
     "KEY_COLUMNS",
     "PLACEHOLDER",
+    "PROMPT_COLUMN",
     "SCHEMA",
     "ManifestError",
     "Problem",
@@ -64,10 +70,13 @@ __all__ = [
     "detect_format",
     "drop_duplicate_ids",
     "empty_manifest",
+    "find_prompt_tables",
+    "has_prompts",
     "infer_domain",
     "infer_split",
     "infer_system",
     "load_manifest",
+    "prompt_dirs",
     "read_answer_file",
     "scan_folder",
     "schema",

@@ -118,7 +118,7 @@ def load_plain_csv(path: Path, data_root: Path | None, split: str | None, defaul
     it, names, lower = csv_header(path)
     if "path" not in lower and "clip_id" not in lower:
         raise ManifestError(path, f"header lacks column 'path' (or 'clip_id'); got {','.join(names)}", 1)
-    col = {n: lower.index(n) for n in ("path", "clip_id", "system", "domain", "split") if n in lower}
+    col = {n: lower.index(n) for n in ("path", "clip_id", "system", "domain", "split", "prompt") if n in lower}
     i_axes = _label_index(task, "csv", lower)
 
     def field(fields: list[str], name: str) -> str | None:
@@ -137,6 +137,8 @@ def load_plain_csv(path: Path, data_root: Path | None, split: str | None, defaul
             "system": field(fields, "system") or task.system_of(clip_id, written),
             "domain": parse_domain(field(fields, "domain"), task, path, line) or task.domain_of(clip_id, written),
             "split": split or field(fields, "split") or default_split,
+            # "" (not null) for an empty prompt cell: the list says the prompt is empty (a problem row later)
+            "prompt": fields[col["prompt"]].strip() if "prompt" in col else None,
         }
         for axis, i in i_axes.items():
             row[axis] = check.add(line, names[i], parse_label(fields[i], path, line, axis))

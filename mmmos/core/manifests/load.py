@@ -11,10 +11,29 @@ import polars as pl
 from mmmos.core.manifests.fields import RangeCheck, opt
 from mmmos.core.manifests.formats import load_folder, load_jsonl, load_plain_csv, load_track2
 from mmmos.core.manifests.inference import infer_split
+from mmmos.core.manifests.prompted import EVAL_LIST, MUSICEVAL, attach_prompts, load_eval_list, load_mos_list
 from mmmos.core.manifests.table import ManifestError, Problem
 from mmmos.core.tasks import Task, get_task
 
-FORMATS = ("auto", "track2", "combined", "jsonl", "csv", "folder")
+FORMATS = ("auto", "track2", "combined", "jsonl", "csv", "folder", MUSICEVAL, EVAL_LIST)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _headerless_format(fields: list[str]) -> str | None:
+    """``musiceval`` for a ``name.wav,<number>,...`` line, ``eval_list`` for one bare id, else None."""
+    fields = [f.strip() for f in fields]
+    if len(fields) >= 2 and fields[0].lower().endswith(".wav") and all(_is_number(f) for f in fields[1:]):
+        return MUSICEVAL
+    if len(fields) == 1 and fields[0] and "\t" not in fields[0] and " " not in fields[0]:
+        return EVAL_LIST
+    return None
 
 
 def detect_format(path: Path) -> str:
@@ -41,10 +60,14 @@ def detect_format(path: Path) -> str:
         return "track2"
     if "path" in lower or "clip_id" in lower:  # a label table keyed by clip id needs no paths
         return "csv"
+    headerless = _headerless_format(header)
+    if headerless is not None:
+        return headerless
     raise ManifestError(
         path,
         "unrecognised manifest: expected a header with sample_id,data_path (Track 2 list) or "
-        f"path or clip_id (plain CSV), or JSON lines; got {','.join(h.strip() for h in header)!r}"
+        f"path or clip_id (plain CSV), JSON lines, or a MusicEval list (name.wav,overall,textual or one id a "
+        f"line); got {','.join(h.strip() for h in header)!r}"
         " (answer files have no header: use read_answer_file)",
         1,
     )
@@ -59,6 +82,8 @@ def load_manifest(
     task: str | Task | None = None,
     check_labels: bool = True,
     problems: list[Problem] | None = None,
+    prompts: str | os.PathLike | None = None,
+    prompt: str | None = None,
 ) -> pl.DataFrame:
     """Load a manifest file or audio folder into the task's manifest table (:func:`columns`).
 
@@ -68,6 +93,11 @@ def load_manifest(
     column and first bad lines.  Files of a folder whose names are not valid UTF-8 are left out of the
     table and appended to ``problems`` (a warning when no list is given), so callers can report them.
     Raises :class:`ManifestError` for a missing or malformed manifest.
+
+    Track 1 (a task with prompts, see :mod:`mmmos.core.manifests.prompted`): also ``musiceval``
+    (``*_mos_list.txt``; labels must be multiples of 0.2 in 1-5) and ``eval_list``; the ``prompt`` column is
+    filled from the list, the ``prompt`` text, or the prompt tables (``prompts``: their folder); clips without
+    a usable prompt keep a null prompt and go to ``problems`` (a warning when no list is given).
     """
     p = Path(path)
     t = get_task(task)
@@ -79,6 +109,13 @@ def load_manifest(
     explicit, from_name = opt(split), infer_split(p)
     if fmt == "auto":
         fmt = detect_format(p)
+    df = _load(p, root, explicit, from_name, fmt, t, check_labels, problems)
+    return attach_prompts(df, t, p, root, prompts=Path(prompts) if prompts is not None else None, prompt=prompt,
+                          problems=problems)
+
+
+def _load(p: Path, root: Path | None, explicit: str | None, from_name: str | None, fmt: str, t: Task,
+          check_labels: bool, problems: list[Problem] | None) -> pl.DataFrame:
     if fmt == "folder":
         if not p.is_dir():
             raise ManifestError(p, "fmt='folder' needs a directory")
@@ -91,6 +128,10 @@ def load_manifest(
             df = load_track2(p, root, explicit or from_name, t, check)
         elif fmt == "jsonl":
             df = load_jsonl(p, root, explicit, from_name, t, check)
+        elif fmt == MUSICEVAL:
+            df = load_mos_list(p, root, explicit or from_name, t, check_labels)
+        elif fmt == EVAL_LIST:
+            df = load_eval_list(p, root, explicit or from_name, t)
         else:
             df = load_plain_csv(p, root, explicit, from_name, t, check)
     except OSError as e:  # unreadable (permissions, a vanished file): the user's to fix

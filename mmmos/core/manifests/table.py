@@ -12,6 +12,8 @@ from mmmos.core.tasks import Task, get_task
 
 #: The columns every manifest has before the task's label columns.
 KEY_COLUMNS: tuple[str, ...] = ("clip_id", "path", "system", "domain", "split")
+#: The text prompt of a clip (Track 1); after the label columns, null for tasks without prompts.
+PROMPT_COLUMN = "prompt"
 
 
 class ManifestError(UserError, ValueError):
@@ -29,7 +31,8 @@ class Problem:
     """One doubtful row of a manifest, found by :func:`validate_manifest` or by a loader.
 
     ``kind`` is one of ``no_clip_id``, ``no_path``, ``duplicate_id``, ``missing_file``, ``label_out_of_range``,
-    ``missing_label`` (table rows; ``row`` is the 0-based row index) or ``bad_file_name`` (a file a folder scan
+    ``missing_label``, ``missing_prompt``, ``empty_prompt``, ``no_prompt_id`` (table rows; ``row`` is the
+    0-based row index) or ``bad_file_name`` (a file a folder scan
     could not list: ``row`` is -1, ``clip_id`` the name with undecodable bytes escaped, ``path`` likewise).
     """
 
@@ -44,13 +47,14 @@ class Problem:
 
 
 def columns(task: str | Task | None = None) -> tuple[str, ...]:
-    """The manifest columns for ``task``: :data:`KEY_COLUMNS` then the task's axes."""
-    return (*KEY_COLUMNS, *get_task(task).axes)
+    """The manifest columns for ``task``: :data:`KEY_COLUMNS`, the task's axes, then ``prompt``."""
+    return (*KEY_COLUMNS, *get_task(task).axes, PROMPT_COLUMN)
 
 
 def schema(task: str | Task | None = None) -> dict[str, Any]:
     """Column -> polars dtype for ``task``'s manifest table."""
-    return {**{c: pl.String for c in KEY_COLUMNS}, **{a: pl.Float64 for a in get_task(task).axes}}
+    return {**{c: pl.String for c in KEY_COLUMNS}, **{a: pl.Float64 for a in get_task(task).axes},
+            PROMPT_COLUMN: pl.String}
 
 
 def empty_manifest(task: str | Task | None = None) -> pl.DataFrame:

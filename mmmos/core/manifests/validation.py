@@ -6,7 +6,7 @@ import os
 
 import polars as pl
 
-from mmmos.core.manifests.table import Problem, columns
+from mmmos.core.manifests.table import KEY_COLUMNS, Problem
 from mmmos.core.tasks import Task, get_task
 
 
@@ -23,12 +23,13 @@ def validate_manifest(
     the task's range, and null labels (if ``require_labels``).  Problems are ordered by row.
     """
     t = get_task(task)
-    missing = [c for c in columns(t) if c not in df.columns]
+    needed = (*KEY_COLUMNS, *t.axes)  # the prompt column is optional (tables built before it existed)
+    missing = [c for c in needed if c not in df.columns]
     if missing:
         raise ValueError(f"not a manifest table: missing columns {missing}")
     problems: list[Problem] = []
     first_row: dict[str, int] = {}
-    cols = {c: df.get_column(c).to_list() for c in columns(t)}
+    cols = {c: df.get_column(c).to_list() for c in needed}
     for i in range(df.height):
         cid = cols["clip_id"][i]
         if cid is None or cid == "":
