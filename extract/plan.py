@@ -23,16 +23,35 @@ def shard_of(clip_id: str, count: int) -> int:
     return int(hashlib.sha1(clip_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % count
 
 
-def manifest_rows(manifests: list[str], data_root: str | None, rep: ExtractReport) -> dict[str, str]:
-    """``{clip_id: audio path}`` over all manifests; bad rows become ``manifest`` failures."""
+#: Manifest problems that concern only a clip's prompt (its audio is still extracted).
+PROMPT_PROBLEMS = ("missing_prompt", "empty_prompt", "no_prompt_id")
+
+
+def manifest_rows(manifests: list[str], data_root: str | None, rep: ExtractReport, *, task=None,
+                  prompts: str | None = None, prompt: str | None = None, prompt_of: dict[str, str] | None = None,
+                  prompt_problems: list | None = None) -> dict[str, str]:
+    """``{clip_id: audio path}`` over all manifests; bad rows become ``manifest`` failures.
+
+    Track 1 (``task`` with prompts): ``prompt_of`` receives ``{clip_id: prompt text}`` and ``prompt_problems``
+    the clips without a usable prompt as ``(manifest, Problem)`` (the caller decides which encoders they fail).
+    """
     from mmmos.core.manifests import load_manifest
 
     rows: dict[str, str] = {}
     for m in manifests:
         problems: list = []
-        df = load_manifest(m, data_root=data_root, check_labels=False, problems=problems)
+        df = load_manifest(m, data_root=data_root, check_labels=False, problems=problems, task=task,
+                           prompts=prompts, prompt=prompt)
         for p in problems:
+            if p.kind in PROMPT_PROBLEMS:
+                if prompt_problems is not None:
+                    prompt_problems.append((m, p))
+                continue
             rep.fail(p.clip_id, p.path, "*", "manifest", f"{m}: {p.message}")
+        if prompt_of is not None:
+            for cid, text in zip(df["clip_id"].to_list(), df["prompt"].to_list()):
+                if cid and text and cid not in prompt_of:
+                    prompt_of[cid] = text
         for cid, path in zip(df["clip_id"].to_list(), df["path"].to_list()):
             if cid is None or str(cid) == "":
                 rep.fail(str(cid), path, "*", "manifest", f"{m}: row without a clip id")

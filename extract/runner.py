@@ -43,6 +43,9 @@ class ExtractConfig:
     progress: bool = True
     overlap: bool | None = None  # decode/write threads beside the encoders; None: on for GPU/mps, off on CPU
     verify: bool = False  # read every cached clip (checksums) when planning, not only the cheap checks
+    task: str | None = None  # the manifests' task (None: the default); track1 lists carry prompts
+    prompts: str | None = None  # folder of the prompt tables (track1; None: beside/above the lists, data root)
+    prompt: str | None = None  # one prompt for every clip without one (track1, e.g. a folder of audio)
 
 
 class _Progress:
@@ -68,9 +71,11 @@ class _Progress:
 
 
 def _stages(cfg: ExtractConfig, store, rows, sources, device, rep) -> list[Stage]:
-    """Load each encoder and plan its clips; an encoder that fails to load is a failure, not a stop."""
+    """Load each audio encoder and plan its clips; an encoder that fails to load is a failure, not a stop."""
+    from . import TEXT_ENCODERS
+
     stages = []
-    for name in cfg.encoders:
+    for name in (e for e in cfg.encoders if e not in TEXT_ENCODERS):
         try:
             enc: FrameEncoder = load_encoder(name, cfg.weights.get(name), device=device)
         except Exception as e:  # noqa: BLE001 - a bad weights file stops only this encoder
@@ -95,12 +100,33 @@ def _close_writers(stages: list[Stage], rows: dict[str, str], rep: ExtractReport
         rep.written[s.name] = len(s.writer.committed)
 
 
+def _text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, device, rep) -> list:
+    """The text encoders over the distinct prompts of this run's clips (extract/text.py); clips without a
+    usable prompt are failures of every text encoder.  Returns the per-encoder results."""
+    from . import TEXT_ENCODERS
+    from .text import distinct_prompts, run_text_encoders
+
+    names = [e for e in cfg.encoders if e in TEXT_ENCODERS]
+    if not names:
+        return []
+    for m, p in prompt_problems:
+        if p.clip_id in rows:
+            for name in names:
+                rep.fail(p.clip_id, rows[p.clip_id], name, "manifest", f"{m}: {p.message}")
+    prompts = distinct_prompts(prompt_of[c] for c in rows if c in prompt_of)
+    return run_text_encoders(names, cfg.weights, store, prompts, device, cfg.store_dtype, rep)
+
+
 def run_extract(cfg: ExtractConfig) -> ExtractReport:
     from mmmos.core.audio import audio_info
 
     t_start = time.perf_counter()
     rep = ExtractReport()
-    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep), cfg.shard, cfg.limit)
+    prompt_of: dict[str, str] = {}
+    prompt_problems: list = []
+    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep, task=cfg.task, prompts=cfg.prompts,
+                                     prompt=cfg.prompt, prompt_of=prompt_of, prompt_problems=prompt_problems),
+                       cfg.shard, cfg.limit)
     rep.clips_total = len(rows)
     store = open_store(cfg.store, backend=cfg.backend, create=True)
     device = select_device(cfg.device)
@@ -124,6 +150,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     finally:
         _close_writers(stages, rows, rep)
         prog.close()
+    rep.text = _text_stage(cfg, store, rows, prompt_of, prompt_problems, device, rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)
     return rep

@@ -30,7 +30,7 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--manifest", action="append", required=True,
                    help="a Track 2 list, MMMOS combined list, AES JSONL, plain CSV or a folder of audio (repeatable)")
     e.add_argument("--store", required=True, help="cache folder (created if absent)")
-    e.add_argument("--encoders", default="logmel", help="comma-separated encoder names: wavlm,muq,m2d,logmel")
+    e.add_argument("--encoders", default="logmel", help="comma-separated encoder names: wavlm,muq,m2d,logmel; text (track1): roberta,hashtext")
     e.add_argument("--weights", action="append",
                    help="NAME=PATH local weights, e.g. wavlm=/models/wavlm-base-plus (repeatable or comma-separated)")
     e.add_argument("--backend", choices=["zarr", "hdf5"], default=None,
@@ -53,10 +53,38 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
                    help="read every cached clip (checksums) before deciding what to reuse; without it only cheap "
                         "checks run (metadata, data present, damage recorded by earlier reads or `mmmos cache --verify`)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # --- Track 1 (issue 9): the manifests' task and where the clips' text prompts come from ---
+    add_prompt_arguments(e)
     # --- Ray (issue 11): --ray [ADDRESS], --workers, --cpus-per-worker, --gpus-per-worker, --ray-retries ---
     from mmmos.app.ray_cluster import add_ray_arguments
 
     add_ray_arguments(e, "worker")
+
+
+def add_prompt_arguments(e: argparse.ArgumentParser) -> None:
+    """``--task``, ``--prompts DIR``, ``--prompt TEXT`` (Track 1 manifests and text encoders)."""
+    from mmmos.core.tasks import DEFAULT_TASK, TASKS
+
+    e.add_argument("--task", default=DEFAULT_TASK, choices=list(TASKS),
+                   help="the manifests' task (track1: MusicEval lists, clips with text prompts; text encoders "
+                        "roberta/hashtext encode each distinct prompt once)")
+    e.add_argument("--prompts", metavar="DIR",
+                   help="track1: folder holding prompt_info.txt (and demo_prompt_info.txt); default: beside the "
+                        "list, its parent folder, then --data-root (each also in sets/)")
+    e.add_argument("--prompt", metavar="TEXT", help="track1: one prompt for every clip that has none (e.g. a folder)")
+
+
+def _check_text_encoders(a: argparse.Namespace, encoders: list[str]) -> None:
+    from mmmos.core.manifests import has_prompts
+    from mmmos.core.tasks import get_task
+    from mmmos.extract import TEXT_ENCODERS
+
+    text = [e for e in encoders if e in TEXT_ENCODERS]
+    if text and not has_prompts(get_task(getattr(a, "task", None))):
+        raise UserError(f"text encoder(s) {', '.join(text)} need clips with prompts: use --task track1")
+    if text and getattr(a, "ray", None) is not None:
+        raise UserError(f"text encoder(s) {', '.join(text)} run without --ray (prompts are few; extract them in "
+                        "a second run without --ray)")
 
 
 def config_from_args(a: argparse.Namespace):
@@ -74,7 +102,10 @@ def config_from_args(a: argparse.Namespace):
     unknown = [e for e in encoders if e not in ENCODERS]
     if unknown:
         raise UserError(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(ENCODERS))}")
-    missing = [e for e in encoders if not e.startswith("logmel") and e not in weights]
+    from mmmos.extract import WEIGHT_FREE
+
+    _check_text_encoders(a, encoders)
+    missing = [e for e in encoders if e not in WEIGHT_FREE and e not in weights]
     if missing:
         raise UserError("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
                         "from local files — see README 'Encoder weights')")
@@ -82,7 +113,8 @@ def config_from_args(a: argparse.Namespace):
         manifests=a.manifest, store=a.store, encoders=encoders, weights=weights, backend=a.backend,
         data_root=a.data_root, device=a.device, precision=a.precision, store_dtype=a.store_dtype,
         batch_size=a.batch_size, shard=a.shard, limit=a.limit, progress=not a.no_progress,
-        verify=getattr(a, "verify", False))
+        verify=getattr(a, "verify", False), task=getattr(a, "task", None), prompts=getattr(a, "prompts", None),
+        prompt=getattr(a, "prompt", None))
 
 
 def run_cli(a: argparse.Namespace) -> int:
@@ -101,7 +133,11 @@ def run_cli(a: argparse.Namespace) -> int:
         rep = run_extract(cfg)
     save_report(rep, a.store, cfg.shard)
     print(format_report(rep, a.store, cfg.shard))
+    if getattr(rep, "text", None):  # Track 1: the text encoders' prompts (extract/text.py)
+        from mmmos.extract.text import format_text_results
+
+        print(format_text_results(rep.text))
     return EXIT_PARTIAL if rep.failures else EXIT_OK
 
 
-__all__ = ["DESCRIPTION", "add_arguments", "config_from_args", "parse_shard", "run_cli"]
+__all__ = ["DESCRIPTION", "add_arguments", "add_prompt_arguments", "config_from_args", "parse_shard", "run_cli"]
