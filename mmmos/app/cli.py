@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 import traceback
 from dataclasses import dataclass
@@ -31,41 +30,29 @@ PROG = "mmmos"
 
 @dataclass(frozen=True)
 class Command:
-    """A sub-command: its one-line help and the modules that may implement it, preferred first.
+    """A sub-command: its one-line help and the module (plus its two functions) that implements it.
 
-    Each implementation is ``(module, add-arguments function, run function)``; the first whose module
-    exists is used, so the CLI keeps working while a command moves to its own module.  Only the chosen
-    command's module is imported (``mmmos --help`` imports none), which keeps start-up fast.
+    Only the chosen command's module is imported (``mmmos --help`` imports none), which keeps start-up fast.
     """
 
     help: str
-    impls: tuple[tuple[str, str, str], ...]
+    module: str
+    add: str = "add_arguments"
+    run: str = "run_cli"
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("the whole job end to end on the built-in synthetic corpus (no downloads)",
-                    (("mmmos.app.demo", "add_arguments", "run_cli"),)),
-    "demo-data": Command("write the synthetic, labelled demo corpus",
-                         (("mmmos.app.demo", "add_data_arguments", "run_data_cli"),)),
-    "extract": Command("run frozen encoders over audio and cache their frames",
-                       (("mmmos.app.extract_cmd", "add_arguments", "run_cli"),
-                        ("mmmos.app.cli", "_legacy_extract_arguments", "_legacy_extract"))),
-    "cache": Command("list the encoders and clips a cache holds",
-                     (("mmmos.app.cache_cmd", "add_arguments", "run_cli"),
-                      ("mmmos.app.cli", "_legacy_cache_arguments", "_legacy_cache"))),
-    "sweep": Command("train head x loss configurations from a cache",
-                     (("mmmos.sweep.cli", "add_arguments", "run_cli"), ("mmmos.sweep", "add_arguments", "run_cli"))),
+    "demo": Command("the whole job end to end on the built-in synthetic corpus (no downloads)", "mmmos.app.demo"),
+    "demo-data": Command("write the synthetic, labelled demo corpus", "mmmos.app.demo",
+                         "add_data_arguments", "run_data_cli"),
+    "extract": Command("run frozen encoders over audio and cache their frames", "mmmos.app.extract_cmd"),
+    "cache": Command("list (and --verify) the encoders and clips a cache holds", "mmmos.app.cache_cmd"),
+    "sweep": Command("train head x loss configurations from a cache", "mmmos.sweep.cli"),
     "ensemble": Command("evaluate ensemble strategies from a finished sweep (seconds, no training)",
-                        (("mmmos.app.ensemble_cmd", "add_arguments", "run_cli"),
-                         ("mmmos.ensemble", "add_arguments", "run_cli"))),
-    "report": Command("self-contained HTML report of a sweep and its ensembles",
-                      (("mmmos.app.report", "add_arguments", "run_cli"),)),
-    "predict": Command("scores for audio files with an exported model",
-                       (("mmmos.app.predict", "add_arguments", "run_cli"),
-                        ("mmmos.app.predictor", "add_predict_arguments", "run_predict"))),
-    "score": Command("challenge metrics of predictions against labels",
-                     (("mmmos.app.scoring", "add_arguments", "run_cli"),
-                      ("mmmos.app.scoring", "add_score_arguments", "run_score"))),
+                        "mmmos.app.ensemble_cmd"),
+    "report": Command("self-contained HTML report of a sweep and its ensembles", "mmmos.app.report"),
+    "predict": Command("scores for audio files with an exported model", "mmmos.app.predict"),
+    "score": Command("challenge metrics of predictions against labels", "mmmos.app.scoring"),
 }
 
 
@@ -82,22 +69,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message)
 
 
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:  # a parent package is missing
-        return False
-
-
 def _implementation(name: str) -> tuple[Callable, Callable]:
-    """(add_arguments, run) of command ``name``: the first implementation whose module and functions exist."""
-    for module, add, run in COMMANDS[name].impls:
-        if not _module_exists(module):
-            continue
-        mod = importlib.import_module(module)
-        if hasattr(mod, add) and hasattr(mod, run):
-            return getattr(mod, add), getattr(mod, run)
-    raise RuntimeError(f"no implementation of `mmmos {name}` found (looked for {COMMANDS[name].impls})")
+    """(add_arguments, run) of command ``name``."""
+    cmd = COMMANDS[name]
+    mod = importlib.import_module(cmd.module)
+    return getattr(mod, cmd.add), getattr(mod, cmd.run)
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
@@ -176,63 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return _run(args, args.command, debug)
-
-
-# --------------------------------------------------------------------------- extract / cache until their modules exist
-
-
-def _legacy_extract_arguments(e: argparse.ArgumentParser) -> None:
-    e.add_argument("--manifest", action="append", required=True,
-                   help="a Track 2 list, MMMOS combined list, AES JSONL, plain CSV or a folder of audio (repeatable)")
-    e.add_argument("--store", required=True, help="cache folder (created if absent)")
-    e.add_argument("--encoders", default="logmel", help="comma-separated encoder names: wavlm,muq,m2d,logmel")
-    e.add_argument("--weights", action="append", help="NAME=PATH local weights (repeatable or comma-separated)")
-    e.add_argument("--backend", choices=["zarr", "hdf5"], default="zarr", help="storage backend for a new cache")
-    e.add_argument("--data-root", help="folder that replaces the /your_path/ placeholder and roots relative paths")
-    e.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:1, mps")
-    e.add_argument("--precision", choices=["auto", "fp16", "fp32"], default="auto", help="encoder compute precision")
-    e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
-    e.add_argument("--batch-size", type=int, default=None, help="encoder inputs per forward pass")
-    e.add_argument("--shard", default="0/1", help="I/N: only the clips whose id hashes to shard I of N")
-    e.add_argument("--limit", type=int, help="only the first N clips (for a trial run)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _legacy_extract(a: argparse.Namespace) -> int:
-    from mmmos.extract import ENCODERS, parse_weights
-    from mmmos.extract.runner import ExtractConfig, format_report, run_extract, save_report
-
-    try:
-        weights = parse_weights(a.weights)
-        i, n = (int(x) for x in a.shard.split("/"))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    encoders = [e for e in a.encoders.split(",") if e]
-    unknown = [e for e in encoders if e not in ENCODERS]
-    if unknown:
-        raise UserError(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(ENCODERS))}")
-    cfg = ExtractConfig(manifests=a.manifest, store=a.store, encoders=encoders, weights=weights, backend=a.backend,
-                        data_root=a.data_root, device=a.device, precision=a.precision, store_dtype=a.store_dtype,
-                        batch_size=a.batch_size, shard=(i, n), limit=a.limit, progress=not a.no_progress)
-    rep = run_extract(cfg)
-    save_report(rep, a.store, cfg.shard)
-    print(format_report(rep, a.store, cfg.shard))
-    return 3 if rep.failures else 0
-
-
-def _legacy_cache_arguments(c: argparse.ArgumentParser) -> None:
-    c.add_argument("store")
-
-
-def _legacy_cache(a: argparse.Namespace) -> int:
-    from mmmos.cache_store import open_store
-
-    st = open_store(a.store)
-    print(f"{a.store}: {st.backend} cache")
-    for info in st.encoders():
-        g = st.group(info.key)
-        print(f"  {info.key:28s} {len(g):6d} clips  {sum(c.duration for c in g.index.values()):9.1f} s  dim {info.dim}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ finished configurations are reused.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import time
 from pathlib import Path
 
@@ -52,14 +50,6 @@ def add_arguments(m: argparse.ArgumentParser) -> None:
     m.add_argument("--no-progress", action="store_true")
 
 
-def _first_module(*names: str):
-    """The first of ``names`` that exists, imported (a stage module may be mid-move)."""
-    for name in names:
-        if importlib.util.find_spec(name) is not None:
-            return importlib.import_module(name)
-    raise ImportError(f"none of {names} found")
-
-
 def _step(i: int, text: str) -> None:
     print(f"[{i}/{STEPS}] {text}", flush=True)
 
@@ -86,7 +76,7 @@ def _extract(a: argparse.Namespace, manifests: list[str], store: str) -> None:
 
 
 def _sweep(a: argparse.Namespace, manifests: list[str], store: str, run: Path) -> int:
-    sweep = _first_module("mmmos.sweep.cli", "mmmos.sweep")
+    from mmmos.sweep import cli as sweep
     _step(3, "training the 16 head x loss configurations from the cache")
     p = argparse.ArgumentParser(prog="mmmos demo (sweep)")
     sweep.add_arguments(p)
@@ -99,9 +89,6 @@ def _sweep(a: argparse.Namespace, manifests: list[str], store: str, run: Path) -
     return int(sweep.run_cli(p.parse_args(argv)) or 0)
 
 
-def _predict_api():
-    mod = _first_module("mmmos.app.predict", "mmmos.app.predictor")
-    return mod.Predictor, mod.export_predictor, mod.write_table
 
 
 def run_cli(a: argparse.Namespace) -> int:
@@ -122,12 +109,14 @@ def run_cli(a: argparse.Namespace) -> int:
     from mmmos.app.report import write_report
 
     _step(4, "ensembles from the saved predictions")
-    ensemble.run_ensembles(run, answer=str(out / "answer.txt"), answer_set="pam_dev")
+    # the paper's strategies plus stacking (fitted on dev; its dev row is out-of-fold)
+    ensemble.run_ensembles(run, (*ensemble.DEFAULT_STRATEGIES, "stack"), answer=str(out / "answer.txt"),
+                           answer_set="pam_dev")
     print((run / "ensembles" / "table_iv.md").read_text(), flush=True)
     _step(5, "report")
     report = write_report(run)
     _step(6, "exporting the 'submitted' ensemble and scoring a few files with `mmmos predict`")
-    Predictor, export_predictor, write_table = _predict_api()
+    from mmmos.app.predict import Predictor, export_predictor, write_table
     members = json.loads((run / "ensembles" / "members.json").read_text())["strategies"]["submitted"]["members"]
     model = export_predictor(run, members, out / "model")
     files = sorted((corpus / "PAM").rglob("*.wav"))[:5]

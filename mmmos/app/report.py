@@ -549,7 +549,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
                     "Table III layout: every configuration (composite; utt = utterance level, sys = system level; "
                     "best <b>bold</b>, second <u>underlined</u>)")
     t4df = inputs.table_iv
-    t4 = html_table(t4df.drop("members"), ["strategy", "n_members", "status"], _metric_groups(t4df.columns),
+    lead4 = [c for c in ("strategy", "n_members", "status", "fit_set") if c in t4df.columns]
+    t4 = html_table(t4df.drop("members"), lead4, _metric_groups(t4df.columns),
                     "Table IV layout: ensemble strategies (composite)")
     dom_groups = {"SRCC (utterance level)": list(tk.all_axes)}
     t_dom = html_table(dom, ["set", "domain", "n"], dom_groups, f"SRCC per domain, ensemble '{inputs.strategy}'")
@@ -573,7 +574,8 @@ Scores are on the {tk.lo:g}–{tk.hi:g} scale; composite = mean of {html.escape(
 <h2>Ensembles</h2>
 <p>Ranking: {html.escape(crit['level'])}-level {html.escape(crit['metric'])} of the {html.escape(crit['axis'])} score;
 submitted = top-{crit['top']} on {html.escape(crit['dev_set'])} ∩ top-{crit['top']} on {html.escape(crit['pam_set'])};
-ties by metric, then name. Ensemble = mean of the members' predictions.</p>
+ties by metric, then name. Ensemble = mean of the members' predictions, except <code>stack</code>: a meta-model
+fitted per axis on the set named in <i>fit_set</i>, whose own figures are out-of-fold.</p>
 {t4}
 <ul>{members_html}</ul>
 <h2>Model selection</h2>
