@@ -92,14 +92,12 @@ def test_debug_flag_is_taken_anywhere_and_not_passed_on(fake_run, run_cli):
     assert rc == 2 and "Traceback" in err
 
 
-def test_first_existing_implementation_is_used(monkeypatch):
-    monkeypatch.setitem(cli.COMMANDS, "demo-data", cli.Command(
-        "h", (("mmmos.app.no_such_module", "add_arguments", "run_cli"),
-              ("mmmos.app.demo", "add_data_arguments", "run_data_cli"))))
-    add, run = cli._implementation("demo-data")
-    import mmmos.app.demo as demo
-
-    assert add is demo.add_data_arguments and run is demo.run_data_cli
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_resolves_to_its_module(name):
+    add, run = cli._implementation(name)
+    cmd = cli.COMMANDS[name]
+    assert add.__module__.startswith(cmd.module) and run.__module__.startswith(cmd.module)
+    assert callable(add) and callable(run)
 
 
 def test_demo_data_through_the_cli(tmp_path, run_cli):
