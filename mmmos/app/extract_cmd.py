@@ -129,7 +129,10 @@ def run_cli(a: argparse.Namespace) -> int:
         from mmmos.app.ray_extract import run_extract_ray
 
         rep = run_extract_ray(cfg, ray_opts).report
-    else:
+    else:  # one process over every clip: all cores (or MMMOS_THREADS), see mmmos.core.threads
+        from mmmos.core.threads import apply_thread_policy
+
+        apply_thread_policy()
         rep = run_extract(cfg)
     save_report(rep, a.store, cfg.shard)
     print(format_report(rep, a.store, cfg.shard))

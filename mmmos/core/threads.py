@@ -11,6 +11,12 @@ Rule (measured on shared 2-core machines; it holds wherever a forward pass is sh
 * Never both at once: processes x threads <= cores (:func:`threads_per_worker`); oversubscribed
   OpenMP pools spin against each other and run slower than one thread.
 
+Every command applies the rule through :func:`apply_thread_policy` (``workers``: processes it runs side by
+side; ``items``: independent items one process scores in turn), and ``MMMOS_THREADS=N`` overrides it for
+all of them (e.g. two ``extract --shard`` processes started by hand: ``MMMOS_THREADS=1``).  Per command:
+``predict`` of several files -> 1; ``predict`` of one file -> all cores; ``sweep --jobs N`` workers ->
+``threads_per_worker(N)``; ``sweep --jobs 1`` and ``extract`` -> all cores; Ray actors -> their CPUs.
+
 :func:`configure_threads` sets torch's intra-op pool (when torch is loaded), BLAS/OpenMP pools of
 already-loaded libraries through threadpoolctl (when installed), and the environment variables that
 libraries loaded later, and child processes, read at start-up.
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from .errors import UserError
 
 # read once at library start-up (OpenMP runtime, MKL, OpenBLAS, numexpr, Accelerate)
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -38,6 +46,45 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     return max(1, (cores or available_cores()) // int(workers))
+
+
+class ThreadSettingError(UserError, ValueError):
+    """``MMMOS_THREADS`` is set to something other than a positive integer."""
+
+
+OVERRIDE_ENV = "MMMOS_THREADS"  # the user's choice, applied by every command instead of the rule
+
+
+def policy_threads(workers: int = 1, items: int | None = None, cores: int | None = None) -> int:
+    """Intra-op threads per process by the rule above: ``workers`` > 1 processes share the cores;
+    one process with several short ``items`` uses 1; one process with one (or an unknown number of)
+    large item(s) uses every core."""
+    if int(workers) > 1:
+        return threads_per_worker(workers, cores)
+    if items is not None and int(items) > 1:
+        return 1
+    return cores or available_cores()
+
+
+def thread_override() -> int | None:
+    """``MMMOS_THREADS`` as a positive int, None when unset or empty; :class:`ThreadSettingError` when it is not one."""
+    raw = os.environ.get(OVERRIDE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ThreadSettingError(f"{OVERRIDE_ENV} must be a positive integer, got {raw!r}")
+    return n
+
+
+def apply_thread_policy(workers: int = 1, items: int | None = None, threads: int | None = None) -> int:
+    """Configure this process's threads for its workload and return the number set: ``threads`` when
+    given (an explicit option), else ``MMMOS_THREADS``, else :func:`policy_threads`."""
+    n = threads if threads is not None else thread_override()
+    return configure_threads(n if n is not None else policy_threads(workers, items))
 
 
 def configure_threads(n_threads: int | None = None) -> int:
@@ -66,4 +113,5 @@ def configure_threads(n_threads: int | None = None) -> int:
     return n
 
 
-__all__ = ["THREAD_ENV_VARS", "available_cores", "configure_threads", "threads_per_worker"]
+__all__ = ["OVERRIDE_ENV", "THREAD_ENV_VARS", "ThreadSettingError", "apply_thread_policy", "available_cores", "configure_threads",
+           "policy_threads", "thread_override", "threads_per_worker"]

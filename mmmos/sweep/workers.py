@@ -4,6 +4,10 @@ Two guards (Linux): each worker asks the kernel to SIGKILL it when its parent di
 (``prctl(PR_SET_PDEATHSIG)``, set in the pool initializer), and before writing a DONE marker a worker
 checks that its parent is still the process that started it - so a worker that somehow survived (e.g. on
 a platform without prctl) never marks a configuration finished behind a re-run's back.
+
+Each worker sets its math threads before its first forward (:func:`mmmos.core.threads.apply_thread_policy`
+with ``workers=jobs``: ``threads_per_worker(jobs)`` intra-op threads, BLAS pools and the env vars alike), so
+``jobs`` workers never run more threads than there are cores.
 """
 from __future__ import annotations
 
@@ -36,13 +40,17 @@ def die_with_parent() -> bool:
         return False
 
 
-def init_worker(parent_pid: int) -> None:
-    """Pool initializer: remember the parent, die with it, and quit if it is already gone."""
+def init_worker(parent_pid: int, jobs: int = 1) -> None:
+    """Pool initializer: remember the parent, die with it, quit if it is already gone, and set this
+    worker's math threads for ``jobs`` workers sharing the cores."""
     global _PARENT_PID
     _PARENT_PID = parent_pid
     die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+    from mmmos.core.threads import apply_thread_policy
+
+    apply_thread_policy(workers=jobs)
 
 
 def check_parent() -> None:
@@ -68,6 +76,6 @@ def run_pool(todo: list, jobs: int, args_of, report) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs, initializer=init_worker, initargs=(os.getpid(),)) as pool:
+    with ctx.Pool(jobs, initializer=init_worker, initargs=(os.getpid(), jobs)) as pool:
         for name, res, err in pool.imap_unordered(train_one, [args_of(c) for c in todo]):
             report(name, res, err)

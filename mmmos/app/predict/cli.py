@@ -51,6 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="encoder device: auto (cuda -> mps -> cpu), cpu, cuda, mps")
     p.add_argument("--batch-size", type=positive_int, default=8, help="equal-shape chunks of one clip per encoder "
                                                                       "forward")
+    from mmmos.extract.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                   help="encoder compute precision (auto: fp16 on cuda; on CPU bf16 for the encoders where it pays "
+                        "and the CPU computes bf16 natively, else fp32); frames are rounded to the training "
+                        "cache's dtype either way")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="math threads of this process (default: 1 when scoring several files - one short forward "
+                        "at a time gains nothing from more and slows down on a busy CPU; all cores for one file; "
+                        "MMMOS_THREADS=N sets it for every command)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -83,6 +93,8 @@ def _report(results: list, seconds: float, out: str | None, pred) -> int:
 def run_cli(args: argparse.Namespace) -> int:
     """``mmmos predict``: 0 when every clip was scored, 3 when some rows carry an error; raises
     :class:`PredictorError` for a usage problem."""
+    from mmmos.core.threads import apply_thread_policy
+
     from .inputs import expand_inputs
     from .predictor import Predictor
     from .tables import output_format, results_table, write_table
@@ -90,10 +102,12 @@ def run_cli(args: argparse.Namespace) -> int:
     output_format(args.out)
     weights = parse_weights(args.weights)
     items = expand_inputs(args.inputs, args.data_root)
+    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pred = Predictor.load(args.model, weights, None if args.device == "auto" else args.device,
-                              cache=args.cache, window=args.window, hop=args.hop, batch_size=args.batch_size)
+                              cache=args.cache, window=args.window, hop=args.hop, batch_size=args.batch_size,
+                              precision=getattr(args, "precision", "auto"))
     for w in caught:
         _log(f"warning: {w.message}")
     for note in pred.cache_notes:
@@ -102,7 +116,9 @@ def run_cli(args: argparse.Namespace) -> int:
         _log(f"stacked ensemble of {len(pred.members)} members: ridge meta-model fitted on {pred.stack.fit_set or '?'}, "
              f"scores clamped to {pred.stack.clamp[0]:g}-{pred.stack.clamp[1]:g}")
     _log(f"windows of {pred.window:g} s, hop {pred.hop:g} s"
-         + (" (the model's training crop)" if args.window is None else ""))
+         + (" (the model's training crop)" if args.window is None else "")
+         + f"; {threads} math thread{'s' if threads != 1 else ''}; precision "
+         + ", ".join(f"{pred.records[k]['name']} {p}" for k, p in pred.encoders.precisions.items()))
     t0 = time.perf_counter()
     results = list(pred.predict_items(items, progress=not args.no_progress))
     write_table(results_table(results, args.per_window, pred.axes), args.out)

@@ -2,8 +2,11 @@
 
 Only the encoders the members need are loaded.  A weights file whose sha256 differs from the model's
 record is refused (:class:`WeightsMismatchError`, naming the encoder and both hashes); other identity
-differences (config, code version, rates, dim) are refused too, except the compute precision (fp16 on
-CUDA vs fp32) which changes frames only by rounding.  Weights are looked up in order: the ``weights``
+differences (config, code version, rates, dim) are refused too, except the compute precision, which changes
+frames only by rounding: each encoder computes in the precision ``--precision`` resolves to for it
+(:func:`mmmos.extract.precision.resolve_precision`; auto: fp16 on CUDA, bf16 on a CPU with native bf16
+for the encoders where it pays, else fp32).  The set holds one encoder per identity key and one precision
+per encoder, since weights cast to bf16 cannot compute fp32 again.  Weights are looked up in order: the ``weights``
 argument (``--weights NAME=PATH``), the predictor's default weights, the file recorded at extraction time
 if it still exists.  Built-in weight-free encoders (``logmel``) need none.  Frames are rounded to the
 dtype the training cache stored (fp16 by default), so a clip's features are bit-for-bit those the sweep read.
@@ -60,14 +63,20 @@ class EncoderSet:
     (with a cache, only clips that are not cached need every encoder)."""
 
     def __init__(self, records: dict[str, dict], weights: dict[str, str], default_weights: dict[str, str],
-                 device: str | None, batch_size: int = 8, lazy: bool = False):
+                 device: str | None, batch_size: int = 8, lazy: bool = False, precision: str = "auto"):
         from mmmos.extract import select_device
+        from mmmos.extract.precision import resolve_precision
 
         self.records = records
         self.infos = {k: EncoderInfoLite(r["name"], float(r["frame_rate"]), int(r["dim"])) for k, r in records.items()}
         self.key_of = {r["name"]: k for k, r in records.items()}
         self.device = select_device(device)
         self.batch_size = int(batch_size)
+        try:
+            self.precisions = {k: self._effective(resolve_precision(precision, str(self.device), r["name"]))
+                               for k, r in records.items()}
+        except ValueError as e:
+            raise PredictorError(str(e)) from None
         unused = sorted(set(weights) - set(self.key_of))
         if unused:
             warnings.warn(f"weights given for {', '.join(unused)}, which this model does not use "
@@ -115,9 +124,13 @@ class EncoderSet:
         self.loaded[key] = enc
         return enc
 
+    def _effective(self, precision: str) -> str:
+        # fp16 is CUDA autocast; elsewhere the encoder computes fp32 and the record should say so
+        return "fp32" if precision == "fp16" and not str(self.device).startswith("cuda") else precision
+
     def precision(self, key: str) -> str:
-        want = (self.records[key].get("config") or {}).get("compute_precision", "fp32")
-        return "fp16" if want == "fp16" and str(self.device).startswith("cuda") else "fp32"
+        """The precision encoder ``key`` computes in (fixed for the set's lifetime)."""
+        return self.precisions[key]
 
     def as_stored(self, key: str, frames: np.ndarray) -> np.ndarray:
         """Frames rounded to the training cache's dtype, with the cache writer's checks."""

@@ -88,17 +88,19 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
              *, cache: str | os.PathLike | None = None, window: float | None = None, hop: float | None = None,
-             batch_size: int = 8) -> "Predictor":
+             batch_size: int = 8, precision: str = "auto") -> "Predictor":
         """Load a predictor folder.  ``weights`` maps encoder names to local weights (files or HF folders);
         ``device`` runs the encoders (None/"auto": cuda -> mps -> cpu).  ``window``/``hop`` default to the
-        members' training crop.  With ``cache``, an encoder whose weights are unavailable is an error only
+        members' training crop.  ``precision`` (auto, fp32, fp16, bf16) is resolved per encoder as
+        ``mmmos extract --precision`` does.  With ``cache``, an encoder whose weights are unavailable is an error only
         for clips not in the cache."""
         spec = load_spec(model_dir)
         task = get_task(spec.task)
         members = load_members(spec, model_dir, task.score_range)
         resolve_window([m.crop_seconds for m in members], window, hop)  # bad options fail before encoders load
         records = {k: spec.encoders[k] for m in members for k in m.encoder_keys}
-        encoders = EncoderSet(records, dict(weights or {}), spec.weights, device, batch_size, lazy=cache is not None)
+        encoders = EncoderSet(records, dict(weights or {}), spec.weights, device, batch_size, lazy=cache is not None,
+                              precision=precision)
         frame_cache = FrameCache(cache, records) if cache is not None else None
         return cls(spec, members, encoders, frame_cache, window, hop, model_dir=str(model_dir))
 
