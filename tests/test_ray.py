@@ -232,7 +232,7 @@ def test_sweep_command_with_ray_options(tmp_path, capsys):
 
     from synthetic_cache import make_synthetic
 
-    from mmmos.app import ray_sweep
+    from mmmos.app import sweep_cmd
     from mmmos.core.errors import UserError
     from mmmos.sweep import load_labels, run_sweep
 
@@ -243,13 +243,13 @@ def test_sweep_command_with_ray_options(tmp_path, capsys):
     run_sweep(cfgs, str(store), tmp_path / "run", load_labels("train", sets["train"]),
               load_labels("dev", sets["dev"]), [], progress=False)
     p = argparse.ArgumentParser()
-    ray_sweep.add_arguments(p)
+    sweep_cmd.add_arguments(p)
     base = ["--store", str(store), "--run", str(tmp_path / "run"), "--train", str(sets["train"]), "--dev",
             str(sets["dev"]), "--sets", "bienc=encA,trienc=encA+encB", "--only", "bienc-mlp-utmos", "--epochs", "1",
             "--patience", "1", "--lr", "0.003", "--no-progress"]
     a = p.parse_args(base + ["--ray", "--cpus-per-config", "1"])
     assert a.ray == "local" and a.cpus_per_config == 1.0
-    assert ray_sweep.run_cli(a) == 0
+    assert sweep_cmd.run_cli(a) == 0
     assert capsys.readouterr().out.startswith("sweep (ray): 0 trained, 1 already done, 0 failed")
     with pytest.raises(UserError, match="only apply with --ray"):
-        ray_sweep.run_cli(p.parse_args(base + ["--gpus-per-config", "1"]))
+        sweep_cmd.run_cli(p.parse_args(base + ["--gpus-per-config", "1"]))

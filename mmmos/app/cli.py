@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                          "add_data_arguments", "run_data_cli"),
     "extract": Command("run frozen encoders over audio and cache their frames", "mmmos.app.extract_cmd"),
     "cache": Command("list (and --verify) the encoders and clips a cache holds", "mmmos.app.cache_cmd"),
-    "sweep": Command("train head x loss configurations from a cache", "mmmos.sweep.cli"),
+    "sweep": Command("train head x loss configurations from a cache", "mmmos.app.sweep_cmd"),
     "ensemble": Command("evaluate ensemble strategies from a finished sweep (seconds, no training)",
                         "mmmos.app.ensemble_cmd"),
     "report": Command("self-contained HTML report of a sweep and its ensembles", "mmmos.app.report"),

@@ -42,51 +42,30 @@ def _epoch_of(out: Path) -> int:
         return 0
 
 
-def _plan(configs, store, run, train, dev, evals, force, opts: RayOptions):
-    """The sweep's checks and resume rules (as :func:`mmmos.sweep.run_sweep`): returns
-    (run dir, configurations to train, finished ones to refresh, results so far, changed eval sets)."""
-    from mmmos.core.rundir import RunDir
-    from mmmos.sweep.identity import check_run_dir, run_identity
-    from mmmos.sweep.run import _check_names, _encoder_keys, _same_config, check_device, open_cache
+def run_sweep_ray(configs, store: str, run, train, dev, evals, opts: RayOptions, force: bool = False,
+                  progress: bool = True) -> dict:
+    """Train every configuration not already DONE in ``run`` as Ray tasks; returns {name: result or error}.
 
-    task = _check_names(configs, [train, dev, *evals])
-    st = open_cache(store)
+    The checks and resume rules are the local sweep's own (:func:`mmmos.sweep.plan_sweep`); only the executor
+    differs."""
+    from mmmos.sweep import plan_sweep, refresh_evals
+    from mmmos.sweep.run import check_device
+    from mmmos.sweep.summary import write_summary
+
     for d in {c.device for c in configs}:
         if not (opts.gpus > 0 and d.startswith("cuda")):  # the driver may have no GPU; the workers do
             check_device(d)
-    keys = _encoder_keys(st, store, configs)
-    resume = check_run_dir(Path(run), run_identity(store, keys, [train, dev, *evals], task), force)
-    rd = RunDir(Path(run))
-    todo, refresh, results = [], [], {}
-    for c in configs:
-        cdir = rd.config(c.name)
-        if cdir.is_done() and not force:
-            if _same_config(cdir, c):
-                results[c.name] = {"skipped": True}
-                refresh.append((c, cdir))
-                continue
-            print(f"  {c.name}: settings changed since it was trained; training it again", file=sys.stderr)
-            cdir.clear_done()
-        todo.append(c)
-    return rd, todo, refresh, results, resume.changed_evals
-
-
-def run_sweep_ray(configs, store: str, run, train, dev, evals, opts: RayOptions, force: bool = False,
-                  progress: bool = True) -> dict:
-    """Train every configuration not already DONE in ``run`` as Ray tasks; returns {name: result or error}."""
-    from mmmos.sweep.run import _refresh_evals
-    from mmmos.sweep.summary import write_summary
-
-    rd, todo, refresh, results, changed = _plan(configs, store, run, train, dev, evals, force, opts)
-    for c in todo:
+    plan = plan_sweep(configs, store, run, train, dev, evals, force, check_devices=False)
+    results = plan.results
+    for c in plan.todo:
         c.threads = max(1, int(opts.cpus))  # runtime-only: does not change what is learned
         if opts.gpus > 0:
             c.device = "cuda"
-    if todo:
+    if plan.todo:
         with ray_session(opts.address) as ray:
             check_fits(ray, opts, "config")
-            _run_tasks(ray, todo, store, train, dev, evals, rd, opts, results, progress)
-    _refresh_evals(refresh, store, evals, changed, results)
+            _run_tasks(ray, plan.todo, store, train, dev, evals, plan.run, opts, results, progress)
+    refresh_evals(plan, store, evals)
     write_summary(Path(run), [c.name for c in configs])
     return results
 
@@ -123,44 +102,4 @@ def _run_tasks(ray, todo, store, train, dev, evals, rd, opts: RayOptions, result
         prog.close()
 
 
-def add_arguments(p) -> None:
-    """``mmmos sweep``'s options plus the Ray options."""
-    from mmmos.sweep import add_arguments as sweep_arguments
-
-    from .ray_cluster import add_ray_arguments
-
-    sweep_arguments(p)
-    add_ray_arguments(p, "config")
-
-
-def run_cli(a) -> int:
-    """``mmmos sweep [--ray ...]``: the local sweep without ``--ray``, else :func:`run_sweep_ray`; exit 3 when a
-    configuration failed."""
-    from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
-    from mmmos.sweep import configs_from_args, load_labels, parse_evals
-    from mmmos.sweep import run_cli as sweep_run_cli
-
-    from .ray_cluster import options_from_args
-
-    opts = options_from_args(a, "config")
-    if opts is None:
-        return sweep_run_cli(a)
-    cfgs = configs_from_args(a)
-    pairs = parse_evals(a.eval)  # before reading any list
-    train, dev = load_labels("train", a.train, a.data_root), load_labels("dev", a.dev, a.data_root)
-    evals = [load_labels(k, v, a.data_root) for k, v in pairs]
-    t = time.perf_counter()
-    res = run_sweep_ray(cfgs, a.store, a.run, train, dev, evals, opts, force=a.force, progress=not a.no_progress)
-    failed = [n for n, r in res.items() if r and "error" in r]
-    skipped = [n for n, r in res.items() if r and r.get("skipped")]
-    print(f"sweep (ray): {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, "
-          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run}")
-    summ = Path(a.run) / "summary.md"
-    if summ.is_file():
-        print(summ.read_text())
-    for n in failed:
-        print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
-    return EXIT_PARTIAL if failed else EXIT_OK
-
-
-__all__ = ["add_arguments", "run_cli", "run_sweep_ray", "train_task"]
+__all__ = ["run_sweep_ray", "train_task"]

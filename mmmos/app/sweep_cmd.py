@@ -1,0 +1,53 @@
+"""``mmmos sweep``: the sweep stage's options plus the Ray options (``--ray`` runs each configuration as a Ray
+task through :mod:`mmmos.app.ray_sweep`; without it the local sweep of :mod:`mmmos.sweep` runs)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p) -> None:
+    """``mmmos sweep``'s options plus the Ray options."""
+    from mmmos.sweep import add_arguments as sweep_arguments
+
+    from mmmos.app.ray_cluster import add_ray_arguments
+
+    sweep_arguments(p)
+    add_ray_arguments(p, "config")
+
+
+def run_cli(a) -> int:
+    """``mmmos sweep [--ray ...]``: the local sweep without ``--ray``, else :func:`run_sweep_ray`; exit 3 when a
+    configuration failed."""
+    from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
+    from mmmos.sweep import configs_from_args, load_labels, parse_evals
+    from mmmos.sweep import run_cli as sweep_run_cli
+
+    from mmmos.app.ray_cluster import options_from_args
+
+    opts = options_from_args(a, "config")
+    if opts is None:
+        return sweep_run_cli(a)
+    cfgs = configs_from_args(a)
+    pairs = parse_evals(a.eval)  # before reading any list
+    task = getattr(a, "task", None)
+    train, dev = load_labels("train", a.train, a.data_root, task), load_labels("dev", a.dev, a.data_root, task)
+    evals = [load_labels(k, v, a.data_root, task) for k, v in pairs]
+    t = time.perf_counter()
+    from mmmos.app.ray_sweep import run_sweep_ray
+
+    res = run_sweep_ray(cfgs, a.store, a.run, train, dev, evals, opts, force=a.force, progress=not a.no_progress)
+    failed = [n for n, r in res.items() if r and "error" in r]
+    skipped = [n for n, r in res.items() if r and r.get("skipped")]
+    print(f"sweep (ray): {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, "
+          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run}")
+    summ = Path(a.run) / "summary.md"
+    if summ.is_file():
+        print(summ.read_text())
+    for n in failed:
+        print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+__all__ = ["add_arguments", "run_cli"]
