@@ -52,13 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", help="comma-separated configuration names to train (e.g. trienc-mlp-utmos)")
     p.add_argument("--heads", help="comma-separated subset of heads (mlp,blstm_h,blstm_t)")
     p.add_argument("--losses", help="comma-separated subset of losses (utmos,contrastive,dcq,ccc)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--patience", type=positive_int, default=2, help="epochs without dev-loss improvement before stopping")
-    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default 10 (track1: 100)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="epochs without dev-loss improvement before stopping (default 2; track1: 15)")
+    p.add_argument("--lr", type=positive_float, default=None, help="default 1e-4 (Adam); track1: 5e-5 (AdamW)")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="training batch size (default 32 for pooled heads, 16 for frame heads)")
-    p.add_argument("--seed", type=non_negative_int, default=42)
-    p.add_argument("--crop", type=positive_float, default=10.0, help="training crop length in seconds")
+                   help="training batch size (default 32 for pooled heads, 16 for frame heads; track1: 32)")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="default 42 (track1: the recipe's seeds)")
+    p.add_argument("--crop", type=positive_float, default=None,
+                   help="training crop length in seconds (default 10; track1: 30)")
+    p.add_argument("--audio-encoder", default=None, help="track1: the audio encoder (default muq)")
+    p.add_argument("--text-encoder", default=None, help="track1: the prompt text encoder (default roberta)")
     p.add_argument("--jobs", type=positive_int, default=1, help="configurations trained in parallel processes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (heads are small; cpu is the default)")
     p.add_argument("--force", action="store_true", help="retrain finished configurations (also after changed labels)")
@@ -86,13 +90,19 @@ def _filter(cfgs: list[TrainConfig], a) -> list[TrainConfig]:
     return cfgs
 
 
+def _given(value, default):
+    """An option's value, or the Track 2 default when it was not given (Track 1 has its own defaults)."""
+    return default if value is None else value
+
+
 def configs_from_args(a) -> list[TrainConfig]:
     """The configurations the options select, with the training options applied."""
     sets = parse_sets(a.sets)
     cfgs = ablation_configs(tuple(sets["trienc"])) if a.ablation else paper_configs(sets)
     cfgs = _filter(cfgs, a)
     for c in cfgs:
-        c.epochs, c.patience, c.lr, c.seed, c.crop_seconds, c.device = a.epochs, a.patience, a.lr, a.seed, a.crop, a.device
+        c.epochs, c.patience, c.lr = _given(a.epochs, 10), _given(a.patience, 2), _given(a.lr, 1e-4)
+        c.seed, c.crop_seconds, c.device = _given(a.seed, 42), _given(a.crop, 10.0), a.device
         c.batch_size = getattr(a, "batch_size", None)
         c.task = getattr(a, "task", None) or DEFAULT_TASK
     return cfgs
@@ -110,6 +120,10 @@ def parse_evals(items: list[str]) -> list[tuple[str, str]]:
 
 
 def run_cli(a) -> int:
+    if getattr(a, "task", None) == "track1":  # the dual-branch recipe has its own trainer and defaults
+        from .track1.cli import run_track1_cli
+
+        return run_track1_cli(a)
     from .run import run_sweep
 
     cfgs = configs_from_args(a)

@@ -17,6 +17,7 @@ from .evaluate import add_eval_sets
 from .identity import check_run_dir, run_identity, stale_eval_sets
 from .labels import LabelSet, LabelSetError
 from .summary import write_summary
+from .track1.recipe import Track1Config
 from .workers import run_pool, train_one
 
 # heaviest first (frame heads, then BLSTMs) so no worker is left with a long tail
@@ -139,6 +140,10 @@ def plan_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: L
 def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
               evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
     """Train every configuration not already DONE in ``run``; returns {name: result or error}."""
+    if configs and all(isinstance(c, Track1Config) for c in configs):  # the dual-branch recipe's own trainer
+        from .track1.run import run_track1_sweep
+
+        return run_track1_sweep(configs, store, run, train, dev, evals, jobs=jobs, force=force, progress=progress)
     plan = plan_sweep(configs, store, run, train, dev, evals, force)
     results, todo = plan.results, plan.todo
 

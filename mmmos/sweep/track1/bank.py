@@ -1,0 +1,125 @@
+"""Track 1 inputs from the cache: a clip's audio frames and its prompt's token frames, batched with masks.
+
+Audio frames are the audio encoder's raw frames (no pooling, no normalisation), kept as fp16 in memory.
+Prompt tokens come from the text encoder's group under :func:`mmmos.core.prompts.prompt_key` (each distinct
+prompt read once). A batch pads audio to its longest item and text to its longest prompt and returns the
+true lengths / token mask, so padding never reaches the model's attention or pooling.
+
+Windows: training takes one random ``crop``-long window per clip per epoch (a shorter clip whole).
+Dev/eval take the whole clip when it is no longer than the crop, else consecutive crop-long windows starting
+at 0, crop, 2 crop, ... with the last one aligned to the clip's end (so every frame is seen and no window is
+short); the caller averages the windows' outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmmos.core.prompts import prompt_key
+
+
+@dataclass
+class Window:
+    """Frames ``[start, start + length)`` of clip ``item`` of a bank."""
+
+    item: int
+    start: int
+    length: int
+
+
+def select_track1_clips(labels, audio_group, text_group, axes, need_labels: bool, notes: list[str]):
+    """The rows of label set ``labels`` usable for Track 1: audio cached, a prompt whose tokens are cached,
+    (with ``need_labels``) every axis labelled. Left-out clips are counted in ``notes``."""
+    import polars as pl
+
+    df = labels.table.unique(subset="clip_id", keep="first", maintain_order=True)
+    if df.height < labels.table.height:
+        notes.append(f"{labels.name}: {labels.table.height - df.height} rows repeat an earlier clip id and are "
+                     f"ignored (the first row of each id is used)")
+    if "prompt" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
+    n0 = df.height
+    df = df.filter(pl.col("clip_id").map_elements(lambda c: c in audio_group, return_dtype=pl.Boolean))
+    if df.height < n0:
+        notes.append(f"{labels.name}: {n0 - df.height} of {n0} clips have no cached {audio_group.info.name} frames "
+                     f"and are left out")
+    n1 = df.height
+    ok = [p is not None and prompt_key(p) in text_group for p in df["prompt"].to_list()]
+    df = df.filter(pl.Series(ok, dtype=pl.Boolean))
+    if df.height < n1:
+        notes.append(f"{labels.name}: {n1 - df.height} clips have no prompt or no cached {text_group.info.name} "
+                     f"tokens for it and are left out")
+    if need_labels:
+        good = df.select(pl.all_horizontal([pl.col(a).is_not_null() & pl.col(a).is_not_nan() for a in axes])).to_series()
+        if int((~good).sum()):
+            notes.append(f"{labels.name}: {int((~good).sum())} clips with a missing/NaN label are excluded from training")
+        df = df.filter(good)
+    return df
+
+
+class Track1Bank:
+    """Audio frames and prompt tokens of a list of clips (see the module doc)."""
+
+    def __init__(self, audio_group, text_group, clip_ids: list[str], prompts: list[str], crop_seconds: float):
+        self.clip_ids = list(clip_ids)
+        self.rate = float(audio_group.info.frame_rate)
+        self.crop_frames = max(1, int(round(crop_seconds * self.rate)))
+        self.audio = [np.asarray(audio_group.read(c), np.float16) for c in self.clip_ids]
+        keys = [prompt_key(p) for p in prompts]
+        self.text = {k: np.asarray(text_group.read(k), np.float16) for k in dict.fromkeys(keys)}
+        self.text_of = keys
+        self.audio_dim = int(audio_group.info.dim)
+        self.text_dim = int(text_group.info.dim)
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def n_frames(self, i: int) -> int:
+        return len(self.audio[i])
+
+    def random_windows(self, idx, rng: np.random.Generator) -> list[Window]:
+        """One random crop-long window per item (a clip no longer than the crop: whole)."""
+        out = []
+        for i in idx:
+            t = self.n_frames(int(i))
+            if t <= self.crop_frames:
+                out.append(Window(int(i), 0, t))
+            else:
+                out.append(Window(int(i), int(rng.integers(0, t - self.crop_frames + 1)), self.crop_frames))
+        return out
+
+    def eval_windows(self, i: int) -> list[Window]:
+        """The whole clip, or crop-long windows covering it (the last aligned to the end)."""
+        t, c = self.n_frames(i), self.crop_frames
+        if t <= c:
+            return [Window(i, 0, t)]
+        starts = list(range(0, t - c + 1, c))
+        if starts[-1] + c < t:
+            starts.append(t - c)
+        return [Window(i, s, c) for s in starts]
+
+    def batch(self, windows: list[Window], torch, device):
+        """``(audio (B, T, Da), lengths (B,), text (B, L, Dt), text_mask (B, L))`` float32 tensors; pads are 0."""
+        b = len(windows)
+        t = max(w.length for w in windows)
+        texts = [self.text[self.text_of[w.item]] for w in windows]
+        lt = max(len(x) for x in texts)
+        audio = np.zeros((b, t, self.audio_dim), np.float32)
+        text = np.zeros((b, lt, self.text_dim), np.float32)
+        mask = np.zeros((b, lt), np.float32)
+        lengths = np.zeros(b, np.int64)
+        for j, (w, x) in enumerate(zip(windows, texts)):
+            audio[j, : w.length] = self.audio[w.item][w.start : w.start + w.length]
+            lengths[j] = w.length
+            text[j, : len(x)] = x
+            mask[j, : len(x)] = 1.0
+        return (torch.from_numpy(audio).to(device), torch.from_numpy(lengths).to(device),
+                torch.from_numpy(text).to(device), torch.from_numpy(mask).to(device))
+
+
+def load_bank(ls, store, cfg, task, need_labels: bool, notes: list[str]):
+    """``(rows, Track1Bank)`` of label set ``ls`` for configuration ``cfg`` (its audio and text encoders)."""
+    audio, text = store.group(cfg.audio_encoder), store.group(cfg.text_encoder)
+    df = select_track1_clips(ls, audio, text, task.axes, need_labels, notes)
+    return df, Track1Bank(audio, text, df["clip_id"].to_list(), df["prompt"].to_list(), cfg.crop_seconds)

@@ -1,0 +1,71 @@
+"""``mmmos sweep --task track1``: the 8-run recipe (or a subset) with the Track 1 defaults."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
+
+from .recipe import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER, LOSS_OUTPUT, Track1Config, recipe_configs
+
+_TRACK2_ONLY = ("sets", "ablation", "heads", "seed", "grid_rate")
+
+
+def track1_configs_from_args(a) -> list[Track1Config]:
+    """The recipe runs the options select (``--only``, ``--losses``), with the training options applied."""
+    from ..cli import SweepOptionError
+
+    for opt in _TRACK2_ONLY:
+        if getattr(a, opt, None):
+            flag = "--" + opt.replace("_", "-")
+            raise SweepOptionError(f"{flag} does not apply to --task track1 (the recipe fixes its heads and seeds; "
+                                   f"pick runs with --only or --losses)")
+    cfgs = recipe_configs(a.audio_encoder or DEFAULT_AUDIO_ENCODER, a.text_encoder or DEFAULT_TEXT_ENCODER)
+    if getattr(a, "losses", None):
+        wanted = a.losses.split(",")
+        bad = [w for w in wanted if w not in LOSS_OUTPUT]
+        if bad:
+            raise SweepOptionError(f"unknown track1 loss(es) {', '.join(bad)}; valid: {', '.join(LOSS_OUTPUT)}")
+        cfgs = [c for c in cfgs if c.loss in wanted]
+    if getattr(a, "only", None):
+        want = a.only.split(",")
+        names = [c.name for c in cfgs]
+        bad = [w for w in want if w not in names]
+        if bad:
+            raise SweepOptionError(f"unknown track1 run(s) {', '.join(bad)}; valid: {', '.join(names)}")
+        cfgs = [c for c in cfgs if c.name in want]
+    for c in cfgs:
+        for attr, opt in (("epochs", "epochs"), ("patience", "patience"), ("lr", "lr"),
+                          ("batch_size", "batch_size"), ("crop_seconds", "crop")):
+            if getattr(a, opt, None) is not None:
+                setattr(c, attr, getattr(a, opt))
+        c.device = a.device
+    return cfgs
+
+
+def run_track1_cli(a) -> int:
+    """Run the Track 1 sweep from parsed ``mmmos sweep`` options; 0 ok, 3 when some runs failed."""
+    from ..cli import parse_evals
+    from ..labels import load_labels
+    from .run import run_track1_sweep
+
+    cfgs = track1_configs_from_args(a)
+    pairs = parse_evals(a.eval)
+    train = load_labels("train", a.train, a.data_root, "track1")
+    dev = load_labels("dev", a.dev, a.data_root, "track1")
+    evals = [load_labels(k, v, a.data_root, "track1") for k, v in pairs]
+    t = time.perf_counter()
+    res = run_track1_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
+                           progress=not a.no_progress)
+    failed = [n for n, r in res.items() if r and "error" in r]
+    skipped = [n for n, r in res.items() if r and r.get("skipped")]
+    print(f"sweep (track1): {len(res) - len(failed) - len(skipped)} runs trained, {len(skipped)} already done, "
+          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run} (3 checkpoints each)")
+    summ = Path(a.run) / "summary.md"
+    if summ.is_file():
+        print(summ.read_text())
+    if failed:
+        print(f"sweep: failed: {', '.join(failed)} (errors in the lines above)", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
