@@ -175,7 +175,7 @@ def read_answer(path: str | Path, task: str | Task | None = None) -> pl.DataFram
     if not path.is_file():
         raise TruthFileMissing(f"{path}: no such file")
     try:
-        df = read_answer_file(path)
+        df = read_answer_file(path, task=task)
     except UserError:
         raise
     except (ValueError, OSError) as e:  # ManifestError names the file and line
@@ -221,7 +221,7 @@ def read_truth(path: str | Path, data_root: str | Path | None = None,
         df = _read_csv_text(path, _read_text(path), "not a readable CSV")
     else:
         try:
-            df = load_manifest(path, data_root=data_root)
+            df = load_manifest(path, data_root=data_root, task=tk)
         except UserError:
             raise
         except (ValueError, OSError) as e:  # ManifestError names the file (and line)

@@ -125,7 +125,7 @@ def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_answer_file(df.select("clip_id", *axes), path)
+        write_answer_file(df.select("clip_id", *axes), path, task=sweep.task if sweep is not None else None)
     except (OSError, ValueError) as e:
         raise EnsembleError(f"{path}: cannot write the answer file ({one_line(e)})") from None
     return path
