@@ -257,3 +257,27 @@ def test_selection_figures_system_level():
     f = selection_figures(pred, truth, ["a", "a", "b", "b"])
     assert f["utt_mi"] == pytest.approx(1.0) and f["sys_mi"] == pytest.approx(1.0)
     assert f["utt_ta"] == pytest.approx(0.8)  # d = (-1, 1, 0, 0): 1 - 6 * 2 / (4 * 15)
+
+
+def test_cli_track1_runs_the_selected_recipe_run(cache, tmp_path, capsys):
+    from mmmos.app.cli import main
+
+    store, sets = cache
+    lists = {}
+    for split in ("train", "dev"):
+        lists[split] = tmp_path / f"{split}.csv"
+        sets[split].table.head(48).write_csv(lists[split])
+    run = tmp_path / "run"
+    argv = ["sweep", "--task", "track1", "--store", str(store), "--run", str(run), "--train", str(lists["train"]),
+            "--dev", str(lists["dev"]), "--audio-encoder", "aud", "--text-encoder", "txt", "--only", "t1-coral-s1510",
+            "--epochs", "1", "--no-progress"]
+    assert main(argv) == 0
+    rd = RunDir(run)
+    assert sorted(rd.finished()) == sorted(checkpoint_names("t1-coral-s1510"))
+    cfg = rd.config("t1-coral-s1510").read_config().config
+    assert (cfg["loss"], cfg["seed"], cfg["lr"], cfg["crop_seconds"], cfg["epochs"]) == ("coral", 1510, 5e-5, 30.0, 1)
+    assert rd.read_run().task == "track1"
+    assert main(argv) == 0 and "1 already done" in capsys.readouterr().out
+    # Track 2 options that do not apply are refused with a user error (exit 2)
+    assert main(argv + ["--sets", "bienc=a+b,trienc=a+b+c"]) == 2
+    assert main(argv[:-5] + ["--only", "no-such-run"]) == 2
