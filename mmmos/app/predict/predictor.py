@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -146,14 +147,34 @@ class Predictor:
     # -- items -----------------------------------------------------------------------------
     def _prepare(self, item: InputItem) -> _Prepared:
         """Cache lookup and, when some frames must be computed, the decoded audio (runs in the prefetch thread)."""
-        from mmmos.core.audio import load_audio
-
         prep = _Prepared(item, self.cache.lookup(item.clip_id, item.path) if self.cache else CacheLookup())
         if item.error is None and item.path is not None and len(prep.lookup.cached) < len(self.records):
+            prep = self._prepare_audio(prep)
+        return prep
+
+    def _cached_frames(self, lookup: CacheLookup) -> dict:
+        """The frames the cache gives for this item; a damaged cached clip is never used (its frames are computed
+        fresh from the audio instead) and is named in the notes."""
+        from mmmos.cache_store import DamagedClipError
+
+        frames = {}
+        for k, cid in lookup.cached.items():
             try:
-                prep.audio = load_audio(item.path)
-            except Exception as e:  # noqa: BLE001 - reported on the clip's row
-                prep.audio_error = e
+                frames[k] = self.cache.read(k, cid)
+            except DamagedClipError as e:
+                note = f"{e}; computed fresh from the audio instead"
+                self.cache_notes.append(note)
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
+        return frames
+
+    @staticmethod
+    def _prepare_audio(prep: _Prepared) -> _Prepared:
+        from mmmos.core.audio import load_audio
+
+        try:
+            prep.audio = load_audio(prep.item.path)
+        except Exception as e:  # noqa: BLE001 - reported on the clip's row
+            prep.audio_error = e
         return prep
 
     def _predict_one(self, prep: _Prepared) -> ClipResult:
@@ -162,12 +183,14 @@ class Predictor:
         try:
             if item.error is not None:
                 raise PredictorError(item.error)
-            frames = {k: self.cache.read(k, cid) for k, cid in lookup.cached.items()}
-            duration = self.cache.duration(*next(iter(lookup.cached.items()))) if lookup.cached else None
+            frames = self._cached_frames(lookup)
+            duration = self.cache.duration(*next(iter(lookup.cached.items()))) if frames else None
             todo = [k for k in self.records if k not in frames]
             if todo:
                 if item.path is None:
                     raise PredictorError("the manifest row has no audio path (and the clip is not in the cache)")
+                if prep.audio is None and prep.audio_error is None:  # a cached clip turned out damaged
+                    prep = self._prepare_audio(prep)
                 if prep.audio_error is not None:
                     raise prep.audio_error
                 wave, sr = prep.audio
