@@ -14,7 +14,7 @@ DATA_ROOT ?=
 ENCODERS  ?= logmel
 WEIGHTS   ?=
 STORE     ?= demo_out/cache.zarr
-BACKEND   ?= zarr
+BACKEND   ?=
 DEVICE    ?= auto
 # make sweep variables
 RUN       ?= demo_out/run
@@ -26,7 +26,7 @@ SWEEP_ARGS ?=
 # make bench variables, e.g. BENCH_ARGS="--only sweep --scale 1"
 BENCH_ARGS ?=
 
-.PHONY: install demo test extract sweep bench clean
+.PHONY: install demo test extract sweep bench faults clean
 
 install: $(STAMP)
 
@@ -45,7 +45,7 @@ demo: $(STAMP)
 	$(BIN)/python -m mmmos demo --out demo_out
 
 extract: $(STAMP)
-	$(BIN)/mmmos extract $(foreach m,$(MANIFEST),--manifest $(m)) --encoders $(ENCODERS) --store $(STORE) --backend $(BACKEND) \
+	$(BIN)/mmmos extract $(foreach m,$(MANIFEST),--manifest $(m)) --encoders $(ENCODERS) --store $(STORE) $(if $(BACKEND),--backend $(BACKEND)) \
 		--device $(DEVICE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 sweep: $(STAMP)
@@ -54,6 +54,10 @@ sweep: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out bench_out $(BENCH_ARGS)
+
+# the fault-injection figure alone (make bench runs it too): faults injected, detected, repaired, lost, silently wrong
+faults: $(STAMP)
+	$(BIN)/python -m bench.faults --out bench_out
 
 clean:
 	rm -rf demo_out bench_out
