@@ -67,3 +67,172 @@ def test_threads_per_worker_never_oversubscribes():
 def test_rejects_non_positive():
     with pytest.raises(ValueError, match=">= 1"):
         configure_threads(0)
+
+
+# -- the policy --------------------------------------------------------------------------------------------
+def test_policy_by_workload():
+    from mmmos.core.threads import policy_threads
+
+    assert policy_threads(cores=8) == 8  # one process, one large item (or unknown): every core
+    assert policy_threads(items=1, cores=8) == 8
+    assert policy_threads(items=360, cores=8) == 1  # many short items in one process
+    assert policy_threads(workers=2, cores=8) == 4  # --jobs 2
+    assert policy_threads(workers=3, items=50, cores=2) == 1
+
+
+def test_override_env_wins_and_bad_values_are_user_errors(monkeypatch):
+    from mmmos.core.errors import UserError
+    from mmmos.core.threads import OVERRIDE_ENV, thread_override
+
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    assert thread_override() is None
+    monkeypatch.setenv(OVERRIDE_ENV, " 3 ")
+    assert thread_override() == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        monkeypatch.setenv(OVERRIDE_ENV, bad)
+        with pytest.raises(UserError, match=OVERRIDE_ENV):
+            thread_override()
+
+
+def test_apply_thread_policy_sets_what_it_returns():
+    got = _run(
+        "import json, os, torch\n"
+        "from mmmos.core.threads import apply_thread_policy\n"
+        "a = apply_thread_policy(items=10)\n"
+        "ta = torch.get_num_threads()\n"
+        "os.environ['MMMOS_THREADS'] = '2'\n"
+        "b = apply_thread_policy(items=10)\n"
+        "tb = torch.get_num_threads()\n"
+        "c = apply_thread_policy(items=10, threads=1)\n"
+        "print(json.dumps({'a': a, 'ta': ta, 'b': b, 'tb': tb, 'c': c, 'tc': torch.get_num_threads(),"
+        " 'omp': os.environ['OMP_NUM_THREADS']}))"
+    )
+    assert got == {"a": 1, "ta": 1, "b": 2, "tb": 2, "c": 1, "tc": 1, "omp": "1"}
+
+
+def test_sweep_worker_initializer_sets_threads_per_worker():
+    got = _run(
+        "import json, os, torch\n"
+        "from mmmos.core.threads import threads_per_worker\n"
+        "from mmmos.sweep.workers import init_worker\n"
+        "os.environ.pop('MMMOS_THREADS', None)\n"
+        "init_worker(os.getppid(), 2)\n"
+        "print(json.dumps({'torch': torch.get_num_threads(), 'want': threads_per_worker(2),"
+        " 'omp': os.environ['OMP_NUM_THREADS']}))"
+    )
+    assert got["torch"] == got["want"] and got["omp"] == str(got["want"])
+
+
+# -- mmmos predict: the policy, and scores independent of the thread count ---------------------------------
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    """A predictor with random mlp + blstm_t heads on logmel + logmel_slow, and four short clips."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from mmmos import extract
+    from mmmos.app.predict import export_predictor
+    from mmmos.cache_store import identity_key
+    from mmmos.core.rundir import ModelRecord, RunDir
+    from mmmos.core.tasks import get_task
+    from mmmos.extract.precision import _encoder_identity
+    from mmmos.heads import build_head
+
+    d = tmp_path_factory.mktemp("threads_predict")
+    idents, keys, dim = [], [], 0
+    for name in ("logmel", "logmel_slow"):
+        enc = extract.load_encoder(name, None, device="cpu")
+        ident = json.loads(json.dumps({**_encoder_identity(enc, "fp32"), "dtype": "float16"}, default=str))
+        idents.append(ident)
+        keys.append(identity_key(ident))
+        dim += enc.dim
+    task = get_task()
+    run = RunDir(d / "run")
+    for i, head_name in enumerate(("mlp", "blstm_t")):
+        torch.manual_seed(i)
+        head = build_head(head_name, dim)
+        run.config(f"m-{head_name}").write_model(ModelRecord(
+            head_config=head.config, state_dict=head.state_dict(), z_mean=[5.0] * task.n_axes,
+            z_std=[2.0] * task.n_axes, axes=list(task.axes), encoders=idents, encoder_keys=keys, crop_seconds=4.0,
+            grid_rate=6.25, task=task.name))
+    model = export_predictor(d / "run", ["m-mlp", "m-blstm_t"], d / "predictor")
+    rng = np.random.default_rng(0)
+    audio = d / "audio"
+    audio.mkdir()
+    for i, sec in enumerate((1.5, 3.0, 6.5, 9.0)):
+        t = np.arange(int(sec * SR)) / SR
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 90 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(audio / f"clip{i}.wav", wave.astype(np.float32), SR)
+    return model, audio
+
+
+def _predict(model, inputs, out, *extra, env_extra=None):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV_VARS and k != "MMMOS_THREADS"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "mmmos.app.cli", "predict", *map(str, inputs), "--model", str(model),
+                           "--out", str(out), "--no-progress", *extra], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_predict_scores_identical_with_one_and_two_threads(predictor, tmp_path):
+    import polars as pl
+
+    from mmmos.core.tasks import get_task
+
+    model, audio = predictor
+    tables = {}
+    for n in (1, 2):
+        p = _predict(model, [audio], tmp_path / f"t{n}.csv", "--threads", str(n))
+        assert p.returncode == 0, p.stderr
+        assert f"; {n} math thread" in p.stderr
+        tables[n] = pl.read_csv(tmp_path / f"t{n}.csv").sort("clip_id")
+    axes = list(get_task().axes)
+    a, b = tables[1].select(axes).to_numpy(), tables[2].select(axes).to_numpy()
+    assert a.shape == (4, len(axes))
+    assert abs(a - b).max() <= 1e-6
+
+
+def test_predict_policy_many_files_one_thread_one_file_all_cores(predictor, tmp_path):
+    model, audio = predictor
+    many = _predict(model, [audio], tmp_path / "many.csv")
+    assert many.returncode == 0, many.stderr
+    assert "; 1 math thread;" in many.stderr
+    one = _predict(model, [audio / "clip3.wav"], tmp_path / "one.csv")
+    assert one.returncode == 0, one.stderr
+    n = available_cores()
+    assert f"; {n} math thread{'s' if n != 1 else ''};" in one.stderr
+    forced = _predict(model, [audio], tmp_path / "forced.csv", env_extra={"MMMOS_THREADS": "2"})
+    assert "; 2 math threads;" in forced.stderr
+
+
+def test_predict_bad_thread_override_is_a_one_line_user_error(predictor, tmp_path):
+    model, audio = predictor
+    p = _predict(model, [audio], tmp_path / "bad.csv", env_extra={"MMMOS_THREADS": "lots"})
+    assert p.returncode == 2
+    assert "MMMOS_THREADS must be a positive integer" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_predict_precision_is_resolved_per_encoder(predictor):
+    from mmmos.app.predict import Predictor, PredictorError
+    from mmmos.core.errors import UserError
+
+    model, _ = predictor
+    # logmel is numpy: it computes fp32 whatever is asked; fp16 is CUDA autocast, fp32 elsewhere
+    for want in ("auto", "fp32", "fp16", "bf16"):
+        pred = Predictor.load(model, device="cpu", precision=want)
+        assert set(pred.encoders.precisions.values()) == {"fp32"}, want
+    with pytest.raises(UserError):
+        Predictor.load(model, device="cpu", precision="fp8")
+    assert issubclass(PredictorError, UserError)
+
+
+def test_predict_precision_option_rejects_unknown(predictor, tmp_path):
+    model, audio = predictor
+    p = _predict(model, [audio], tmp_path / "x.csv", "--precision", "fp8")
+    assert p.returncode == 2 and "--precision" in p.stderr
