@@ -48,6 +48,9 @@ def run(out: Path, seconds: float = 90.0) -> Path:
     weights = make_weights(out / "extract_work" / "weights")
     pdir = make_predictor(work, weights)
     rows = make_audio(work / "audio", seconds, seed=1)
+    from mmmos.core.threads import apply_thread_policy
+
+    threads = apply_thread_policy(items=len(rows))  # as `mmmos predict` over these files does
     pred = Predictor.load(pdir, device="cpu")
     enc_time = {"t": 0.0}
     for enc in pred.encoders.loaded.values():  # time the forward passes only
@@ -68,12 +71,13 @@ def run(out: Path, seconds: float = 90.0) -> Path:
     errors = int(table["error"].is_not_null().sum())
     rep = {"clips": len(rows), "audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_second": audio / wall,
            "encoder_forward_seconds": enc_time["t"], "share_outside_encoders": 1 - enc_time["t"] / wall,
-           "errors": errors}
+           "errors": errors, "threads": threads}
     (out / "predict.json").write_text(json.dumps(rep, indent=2))
     md = out / "predict.md"
     md.write_text(f"# Predict benchmark\n\n`Predictor.predict_files` (what `mmmos predict` runs) with a TriEnc mlp "
                   f"predictor on full-size random-initialised WavLM Base+, MuQ-large and M2D, CPU, {len(rows)} files, "
-                  f"{audio:.0f} s of audio (10-s stereo 44.1 kHz files and 4–30 s mono files):\n\n"
+                  f"{audio:.0f} s of audio (10-s stereo 44.1 kHz files and 4–30 s mono files), {threads} math "
+                  f"thread(s) (the thread policy of `mmmos predict` for {len(rows)} files):\n\n"
                   f"* throughput **{audio / wall:.2f} audio-seconds per second** ({wall:.1f} s wall)\n"
                   f"* share of wall time outside the encoder forward passes (decode, resample, M2D log-mel, "
                   f"windows, heads, output): **{100 * rep['share_outside_encoders']:.1f} %**\n"
