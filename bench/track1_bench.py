@@ -50,8 +50,10 @@ def write_cache(root: Path, n: int, shape: dict):
 
     from mmmos.cache_store import open_store
     from mmmos.core.prompts import prompt_key
+    from mmmos.core.tasks import get_task
     from mmmos.sweep.labels import LabelSet
 
+    task = get_task("track1")
     rng = np.random.default_rng(0)
     store = open_store(root / "cache.zarr", create=True)
     t = int(shape["seconds"] * shape["rate"])
@@ -64,7 +66,7 @@ def write_cache(root: Path, n: int, shape: dict):
             wt.write(prompt_key(prompt), rng.standard_normal((shape["tokens"], shape["text_dim"])).astype(np.float32),
                      None, 0.0)
             rows.append({"clip_id": cid, "path": None, "system": f"S{i % 8:03d}", "domain": "music",
-                         "prompt": prompt, "MI": float(rng.uniform(1, 5)), "TA": float(rng.uniform(1, 5))})
+                         "prompt": prompt, **{a: float(rng.uniform(task.lo, task.hi)) for a in task.axes}})
     return root / "cache.zarr", LabelSet("bench", "bench.csv", pl.DataFrame(rows), "bench")
 
 
@@ -197,7 +199,7 @@ def run(out: Path, sample: int, batch: int, reps: int, small: bool) -> Path:
 
         cfg = Track1Config("bench", ["audio", "text"], crop_seconds=30.0)
         df, bank = load_bank(ls, open_store(store_path), cfg, get_task("track1"), True, [])
-        y = df.select(["MI", "TA"]).to_numpy()
+        y = df.select(get_task("track1").axes).to_numpy()
         heads = [time_head(a, bank, y, batch, reps, small) for a in ARCHS]
     enc = None if small else time_encoders(shape, reps)
     res = {"small": small, "sample": sample, "timing_batch": batch, "reps": reps, "threads": torch.get_num_threads(),

@@ -173,7 +173,7 @@ def test_resume_skips_finished_and_predicts_new_eval_set(cache, trained):
     before = {n: rd.config(n).model_path.stat().st_mtime_ns for n in checkpoint_names("t1-test")}
     extra = LabelSet("extra", "extra.csv", sets["dev"].table.head(20), "sha-extra")
     res = run_track1_sweep([_cfg()], str(store), run, sets["train"], sets["dev"], [extra], progress=False)
-    assert res["t1-test"]["skipped"] is True
+    assert res["t1-test"] == {"skipped": True, "predicted": ["extra"]}
     for n in checkpoint_names("t1-test"):
         assert rd.config(n).read_predictions("extra").height == 20
         assert "extra" in set(rd.config(n).read_metrics()["set"])
@@ -281,3 +281,14 @@ def test_cli_track1_runs_the_selected_recipe_run(cache, tmp_path, capsys):
     # Track 2 options that do not apply are refused with a user error (exit 2)
     assert main(argv + ["--sets", "bienc=a+b,trienc=a+b+c"]) == 2
     assert main(argv[:-5] + ["--only", "no-such-run"]) == 2
+
+
+def test_jobs_train_runs_in_worker_processes(cache, tmp_path):
+    store, sets = cache
+    small = {k: LabelSet(k, v.path, v.table.head(24), v.sha256 + "-24") for k, v in sets.items()}
+    cfgs = [_cfg("t1-a", epochs=1), _cfg("t1-b", epochs=1, seed=1510, loss="kl_onehot")]
+    res = run_track1_sweep(cfgs, str(store), tmp_path, small["train"], small["dev"], [], jobs=2, progress=False)
+    assert all("error" not in r for r in res.values()), res
+    names = checkpoint_names("t1-a") + checkpoint_names("t1-b")
+    assert sorted(RunDir(tmp_path).finished()) == sorted(names)
+    assert RunDir(tmp_path).config("t1-b@sysmi").read_config().config["loss"] == "kl_onehot"

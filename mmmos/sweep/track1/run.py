@@ -70,7 +70,7 @@ def _refresh(plan, store: str, evals: list) -> None:
     """Predict new or changed evaluation sets with every checkpoint of the finished runs."""
     rd = RunDir(plan.run.path)
     for c, _ in plan.refresh:
-        done = []
+        done, predicted = [], set()
         for name in checkpoint_names(c.name):
             cdir = rd.config(name)
             stale = stale_eval_sets(cdir, evals, plan.changed_evals)
@@ -84,7 +84,8 @@ def _refresh(plan, store: str, evals: list) -> None:
                 print(f"  {name}: FAILED {plan.results[c.name]['error']}", file=sys.stderr)
                 break
             done.append(name)
+            predicted |= {s.name for s in stale}
         else:
             if done:
-                plan.results[c.name] = {"skipped": True, "predicted": sorted({s.name for s in evals})}
-                print(f"  {c.name}: predicted new evaluation sets with its checkpoints", file=sys.stderr)
+                plan.results[c.name] = {"skipped": True, "predicted": sorted(predicted)}
+                print(f"  {c.name}: predicted {', '.join(sorted(predicted))} with {', '.join(done)}", file=sys.stderr)
