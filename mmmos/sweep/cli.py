@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _filter(cfgs: list[TrainConfig], a) -> list[TrainConfig]:
-    from mmmos.heads import HEADS
-    from mmmos.losses import LOSSES
+    # Track 2 configurations: audio-only heads and z-space losses (Track 1's are chosen by --task track1)
+    from mmmos.heads import AUDIO_HEADS as HEADS
+    from mmmos.losses import Z_LOSSES as LOSSES
 
     for attr, given, valid in (("head", a.heads, HEADS), ("loss", a.losses, LOSSES)):
         if given:
