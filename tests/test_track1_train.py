@@ -292,3 +292,29 @@ def test_jobs_train_runs_in_worker_processes(cache, tmp_path):
     names = checkpoint_names("t1-a") + checkpoint_names("t1-b")
     assert sorted(RunDir(tmp_path).finished()) == sorted(names)
     assert RunDir(tmp_path).config("t1-b@sysmi").read_config().config["loss"] == "kl_onehot"
+
+
+def test_clips_without_cached_audio_or_prompt_are_left_out_and_counted(cache, tmp_path):
+    store, sets = cache
+    tr = sets["train"].table.head(24)
+    dv = sets["dev"].table.head(12)
+    extra = tr.head(2).with_columns(pl.Series("clip_id", ["not-cached-1", "not-cached-2"]))
+    tr = pl.concat([tr, extra]).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("a prompt nobody encoded")).otherwise(pl.col("prompt"))
+        .alias("prompt"))
+    dv = dv.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("prompt")).alias("prompt"))
+    train, dev = LabelSet("train", "t.csv", tr, "t"), LabelSet("dev", "d.csv", dv, "d")
+    res = run_track1_sweep([_cfg("t1-gaps", epochs=1)], str(store), tmp_path, train, dev, [], progress=False)
+    assert "error" not in res["t1-gaps"], res
+    cdir = RunDir(tmp_path).config("t1-gaps")
+    rec = cdir.read_config()
+    assert (rec.n_train, rec.n_dev) == (23, 11)
+    notes = " | ".join(rec.notes)
+    assert "train: 2 of 26 clips have no cached aud frames" in notes
+    assert "train: 1 clips have no prompt or no cached txt tokens" in notes
+    assert "dev: 1 clips have no prompt" in notes
+    assert dv["clip_id"][1] not in cdir.read_predictions("dev")["clip_id"].to_list()
+    # a dev set with no usable clip fails that run with a clear message; the sweep reports it
+    none = LabelSet("dev", "d.csv", dv.with_columns(pl.lit(None, dtype=pl.String).alias("prompt")), "none")
+    res = run_track1_sweep([_cfg("t1-none", epochs=1)], str(store), tmp_path / "r2", train, none, [], progress=False)
+    assert "no usable dev clips" in res["t1-none"]["error"]
