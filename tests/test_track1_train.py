@@ -281,6 +281,13 @@ def test_cli_track1_runs_the_selected_recipe_run(cache, tmp_path, capsys):
     # Track 2 options that do not apply are refused with a user error (exit 2)
     assert main(argv + ["--sets", "bienc=a+b,trienc=a+b+c"]) == 2
     assert main(argv[:-5] + ["--only", "no-such-run"]) == 2
+    # executors that build Track 2 configurations (e.g. --ray) refuse track1 rather than train the wrong thing
+    import argparse
+
+    from mmmos.sweep import SweepOptionError, configs_from_args
+
+    with pytest.raises(SweepOptionError, match="track1"):
+        configs_from_args(argparse.Namespace(task="track1"))
 
 
 def test_jobs_train_runs_in_worker_processes(cache, tmp_path):
