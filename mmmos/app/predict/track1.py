@@ -1,0 +1,290 @@
+"""Track 1 prediction: an exported dual-branch ensemble scoring (audio, prompt) pairs.
+
+Each member is a dual-branch head (``mmmos.sweep.track1``) over an audio encoder's raw frames and a text
+encoder's prompt tokens (``encoder_keys = [audio, text]``). A clip is scored on its own, exactly as the sweep
+predicts dev clips: the whole clip when it is no longer than the member's crop, else consecutive crop-long
+windows (the last aligned to the clip's end) whose logits are averaged. So a clip's scores do not depend on
+the other inputs, and for one member they equal its ``predictions/<set>.parquet`` row. The ensemble score is
+the members' mean (a stacked predictor applies its meta-model to the members' scores); the ensemble
+distribution (``--distribution``) is the mean of the distribution members' bin probabilities.
+
+Each distinct prompt is encoded once (tokens rounded to the cache's stored dtype, as the sweep read them).
+The text encoder's identity is checked against the record written at extraction time. A clip without a
+prompt (or with an empty one) is an error row, never scored.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from mmmos.core.tasks import Task, get_task
+
+from .encoders import EncoderSet, check_encoder_identity
+from .errors import MissingWeightsError, PredictorError
+from .inputs import InputItem, expand_inputs
+from .members import torch_load
+from .spec import PredictorSpec, load_spec
+
+
+@dataclass(frozen=True)
+class PromptedItem:
+    """One (audio, prompt) pair to score (``error`` set: it cannot be)."""
+
+    clip_id: str
+    path: str | None
+    prompt: str | None
+    error: str | None = None
+
+
+@dataclass
+class PromptedResult:
+    """Scores (``(n_axes,)``) and, for distribution members, bin probabilities ``(n_axes, K)`` of one pair."""
+
+    clip_id: str
+    path: str | None
+    prompt: str | None
+    scores: np.ndarray | None = None
+    dists: np.ndarray | None = None
+    duration: float | None = None
+    n_windows: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class _T1Member:
+    name: str
+    head: object
+    output: str
+    audio_key: str
+    text_key: str
+    crop_seconds: float
+
+
+def has_prompts(task: Task) -> bool:
+    from mmmos.core.manifests.prompted import has_prompts as hp
+
+    return hp(task)
+
+
+def expand_prompted_inputs(inputs: Sequence[str], task: Task, prompt: str | None = None,
+                           prompts: str | None = None, data_root: str | None = None) -> list[PromptedItem]:
+    """(audio, prompt) items: manifests (MusicEval lists + prompt tables, CSV ``path,prompt``, ...) give their
+    rows' prompts (``prompt`` fills rows without one); audio files and folders get ``prompt``."""
+    from mmmos.core.manifests import ManifestError, load_manifest
+
+    from .inputs import MANIFEST_SUFFIXES
+
+    out: list[PromptedItem] = []
+    for inp in inputs:
+        p = Path(inp)
+        is_list = p.is_file() and (p.suffix.lower() in MANIFEST_SUFFIXES or p.suffix.lower() == ".txt")
+        if not is_list:
+            out += [PromptedItem(it.clip_id, it.path, prompt, it.error) for it in expand_inputs([inp], data_root)]
+            continue
+        try:
+            df = load_manifest(p, data_root=data_root, task=task, check_labels=False, problems=[], prompts=prompts,
+                               prompt=prompt)
+        except ManifestError as e:
+            raise PredictorError(str(e)) from e
+        texts = df["prompt"].to_list() if "prompt" in df.columns else [prompt] * df.height
+        out += [PromptedItem(str(c), str(q) if q else None, t) for c, q, t in
+                zip(df["clip_id"].to_list(), df["path"].to_list(), texts)]
+    return out
+
+
+def _stored(frames: np.ndarray, dtype: str, name: str) -> np.ndarray:
+    if frames.ndim != 2 or frames.shape[0] == 0:
+        raise PredictorError(f"{name} gave no frames")
+    with np.errstate(over="ignore"):
+        out = np.asarray(frames).astype(dtype)
+    if not np.isfinite(out).all():
+        raise PredictorError(f"non-finite values in the {name} frames")
+    return out
+
+
+class Track1Predictor:
+    """An exported Track 1 ensemble (see the module doc). Build with :meth:`load`."""
+
+    def __init__(self, spec: PredictorSpec, members: list[_T1Member], audio: EncoderSet, text: dict,
+                 model_dir: str | None = None):
+        from .stacked import StackSpec
+
+        self.spec, self.members, self.audio, self.text = spec, members, audio, text
+        self.task: Task = get_task(spec.task)
+        self.model_dir = model_dir
+        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir))
+                      if spec.stack else None)
+        self._tokens: dict[tuple[str, str], np.ndarray] = {}
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self.task.axes
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
+             batch_size: int = 8, precision: str = "auto") -> "Track1Predictor":
+        from mmmos.heads import build_head_from_config
+
+        spec = load_spec(model_dir)
+        members = []
+        for m in spec.members:
+            if len(m.encoder_keys) != 2:
+                raise PredictorError(f"member {m.name}: a Track 1 member needs [audio, text] encoders, "
+                                     f"got {m.encoder_keys}")
+            head = build_head_from_config(m.head_config)
+            try:
+                head.load_state_dict(torch_load(Path(model_dir) / m.file), strict=True)
+            except RuntimeError as e:
+                raise PredictorError(f"{Path(model_dir) / m.file}: weights do not fit the head: {e}") from e
+            head.eval()
+            members.append(_T1Member(m.name, head, head.output_kind, m.encoder_keys[0], m.encoder_keys[1],
+                                     m.crop_seconds))
+        audio_keys = {m.audio_key for m in members}
+        audio = EncoderSet({k: spec.encoders[k] for k in audio_keys}, dict(weights or {}), spec.weights, device,
+                           batch_size, precision=precision)
+        text = {k: _load_text_encoder(spec.encoders[k], dict(weights or {}), spec.weights, audio.device)
+                for k in {m.text_key for m in members}}
+        return cls(spec, members, audio, text, model_dir=str(model_dir))
+
+    # -- pieces ----------------------------------------------------------------------------
+    def tokens(self, key: str, prompt: str) -> np.ndarray:
+        """The prompt's token frames from text encoder ``key`` (encoded once per distinct prompt)."""
+        if (key, prompt) not in self._tokens:
+            rec = self.spec.encoders[key]
+            frames = self.text[key].encode_report([prompt]).frames[0]
+            self._tokens[(key, prompt)] = _stored(np.asarray(frames), rec.get("dtype", "float16"), rec["name"])
+        return self._tokens[(key, prompt)]
+
+    def score_frames(self, frames: dict[str, np.ndarray], prompt: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """(scores, distribution or None, windows of the first member) from stored-dtype audio frames."""
+        import torch
+
+        from mmmos.sweep.track1.predict import distributions, predict_logits, scores_of
+
+        scores, dists, n_win = [], [], 0
+        for m in self.members:
+            info = self.audio.infos[m.audio_key]
+            bank = ArrayBank(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate, m.crop_seconds)
+            logits = predict_logits(m.head, bank, 16, torch)
+            n_win = n_win or len(bank.eval_windows(0))
+            scores.append(scores_of(logits, m.output, self.task.lo, self.task.hi)[0])
+            if m.output == "distribution":
+                dists.append(distributions(logits)[0])
+        member_scores = np.stack(scores)
+        clip = (member_scores.mean(axis=0) if self.stack is None
+                else self.stack.apply(member_scores[:, None, :])[0])
+        return clip, (np.mean(dists, axis=0) if dists else None), n_win
+
+    def _one(self, item: PromptedItem) -> PromptedResult:
+        from mmmos.core.audio import load_audio
+
+        from .predictor import error_text
+
+        res = PromptedResult(item.clip_id, item.path, item.prompt)
+        try:
+            if item.error is not None:
+                raise PredictorError(item.error)
+            if item.prompt is None or not str(item.prompt).strip():
+                raise PredictorError("no prompt for this clip (give --prompt TEXT, a prompt column or the prompt "
+                                     "tables)")
+            if item.path is None:
+                raise PredictorError("the manifest row has no audio path")
+            wave, sr = load_audio(item.path)
+            res.duration = len(wave) / sr
+            frames = self.audio.frames(wave, sr, list(self.audio.records))
+            res.scores, res.dists, res.n_windows = self.score_frames(frames, str(item.prompt))
+        except Exception as e:  # noqa: BLE001 - one bad pair never stops the run
+            res.error, res.scores, res.dists = error_text(e), None, None
+        return res
+
+    def predict_items(self, items: Sequence[PromptedItem], progress: bool = False) -> Iterator[PromptedResult]:
+        """Score the pairs one by one, in order."""
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), unit="clip", desc="predict", file=sys.stderr, dynamic_ncols=True)
+        for it in items:
+            yield self._one(it)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+    def predict_pairs(self, pairs: Sequence[tuple[str | os.PathLike, str | None]], clip_ids=None,
+                      distribution: bool = False):
+        """A polars table (:func:`prompted_table`) for ``(audio path, prompt)`` pairs; ids default to the paths."""
+        ids = [str(c) for c in clip_ids] if clip_ids is not None else [str(p) for p, _ in pairs]
+        items = [PromptedItem(c, str(p), t) for c, (p, t) in zip(ids, pairs)]
+        return prompted_table(list(self.predict_items(items)), self.axes, distribution)
+
+
+def _load_text_encoder(rec: dict, weights: dict, defaults: dict, device):
+    """The text encoder of record ``rec`` (weights as for audio encoders), identity checked."""
+    from mmmos.extract import load_encoder
+    from mmmos.extract.text import text_identity
+
+    name = rec["name"]
+    path = weights.get(name) or defaults.get(name) or (rec.get("weights") if rec.get("weights") and
+                                                        Path(rec["weights"]).exists() else None)
+    if path is None and (rec.get("weights") is not None or rec.get("sha256") is not None):
+        raise MissingWeightsError(f"no weights for {name}: pass --weights {name}=PATH (the model was trained with "
+                                  f"{rec.get('weights')}, sha256 {rec.get('sha256')})")
+    try:
+        enc = load_encoder(name, path, device=device)
+    except Exception as e:  # noqa: BLE001 - re-raised naming the encoder
+        raise PredictorError(f"{name}: cannot load weights {path}: {e}") from e
+    check_encoder_identity(text_identity(enc), rec)
+    return enc
+
+
+def prompted_table(results: Sequence[PromptedResult], axes: Sequence[str], distribution: bool = False):
+    """``path, clip_id, prompt, <axes>, [<axis>_p00..], duration, n_windows, error`` (one row per pair)."""
+    import polars as pl
+
+    axes = list(axes)
+    k = next((r.dists.shape[1] for r in results if r.dists is not None), 0) if distribution else 0
+    bins = [f"{a}_p{b:02d}" for a in axes for b in range(k)]
+    rows = []
+    for r in results:
+        sc = r.scores if r.scores is not None else [None] * len(axes)
+        row = {"path": r.path, "clip_id": r.clip_id, "prompt": r.prompt,
+               **{a: (float(v) if v is not None else None) for a, v in zip(axes, sc)}}
+        flat = r.dists.reshape(-1) if r.dists is not None else [None] * len(bins)
+        row.update({c: (float(v) if v is not None else None) for c, v in zip(bins, flat)})
+        row.update(duration=r.duration, n_windows=r.n_windows if r.error is None else None, error=r.error)
+        rows.append(row)
+    schema = {"path": pl.Utf8, "clip_id": pl.Utf8, "prompt": pl.Utf8, **{a: pl.Float64 for a in axes},
+              **{c: pl.Float64 for c in bins}, "duration": pl.Float64, "n_windows": pl.Int64, "error": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+def _bank_class():
+    from mmmos.sweep.track1.bank import Track1Bank
+
+    class _ArrayBank(Track1Bank):
+        """A one-clip :class:`Track1Bank` over arrays (the sweep's windows and batching, unchanged)."""
+
+        def __init__(self, audio: np.ndarray, tokens: np.ndarray, rate: float, crop_seconds: float):
+            self.clip_ids = ["clip"]
+            self.rate = float(rate)
+            self.crop_frames = max(1, int(round(crop_seconds * self.rate)))
+            self.audio = [np.asarray(audio, np.float16)]
+            self.text = {"p": np.asarray(tokens, np.float16)}
+            self.text_of = ["p"]
+            self.audio_dim, self.text_dim = int(audio.shape[1]), int(tokens.shape[1])
+
+    return _ArrayBank
+
+
+def ArrayBank(audio, tokens, rate, crop_seconds):  # noqa: N802 - a class built lazily (torch-free import)
+    return _bank_class()(audio, tokens, rate, crop_seconds)
+
+
+__all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "has_prompts",
+           "prompted_table"]
