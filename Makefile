@@ -41,8 +41,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# both tasks: Track 2, then Track 1 (small dual-branch head on logmel_slow + hashtext; about 3 minutes)
 demo: $(STAMP)
 	$(BIN)/python -m mmmos demo --out demo_out
+	$(BIN)/python -m mmmos demo --task track1 --out demo_out/track1
 
 extract: $(STAMP)
 	$(BIN)/mmmos extract $(foreach m,$(MANIFEST),--manifest $(m)) --encoders $(ENCODERS) --store $(STORE) $(if $(BACKEND),--backend $(BACKEND)) \

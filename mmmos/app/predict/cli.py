@@ -62,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "at a time gains nothing from more and slows down on a busy CPU; all cores for one file; "
                         "MMMOS_THREADS=N sets it for every command)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t1 = p.add_argument_group("Track 1 models (audio + prompt)")
+    t1.add_argument("--prompt", default=None,
+                    help="the text prompt of every audio file given (and of manifest rows without one)")
+    t1.add_argument("--prompts", default=None,
+                    help="folder of the MusicEval prompt tables (default: beside/above the lists)")
+    t1.add_argument("--distribution", action="store_true",
+                    help="add the predicted bin probabilities <axis>_p00.. (distribution members)")
 
 
 def _log(msg: str) -> None:
@@ -101,6 +108,18 @@ def run_cli(args: argparse.Namespace) -> int:
 
     output_format(args.out)
     weights = parse_weights(args.weights)
+    from mmmos.core.tasks import get_task
+
+    from .spec import read_predictor_spec
+    from .track1 import has_prompts
+
+    if has_prompts(get_task(read_predictor_spec(args.model).get("task") or None)):
+        from .track1_cli import run_prompted
+
+        return run_prompted(args, weights)
+    if getattr(args, "prompt", None) or getattr(args, "prompts", None) or getattr(args, "distribution", False):
+        raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
+                             f"{args.model} scores audio alone")
     items = expand_inputs(args.inputs, args.data_root)
     threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     with warnings.catch_warnings(record=True) as caught:
