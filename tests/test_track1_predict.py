@@ -1,0 +1,111 @@
+"""Track 1 predictors: an exported dual-branch ensemble scores (audio, prompt) pairs as the sweep did."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mmmos.app.cli import main
+from mmmos.app.demo_t1 import AUDIO_ENCODER, TEXT_ENCODER, demo_configs, _sweep
+from mmmos.app.demo_track1 import make_track1_corpus
+from mmmos.app.predict import export_predictor
+from mmmos.app.predict.track1 import PromptedItem, Track1Predictor, expand_prompted_inputs, prompted_table
+from mmmos.core.tasks import get_task
+from mmmos.extract.runner import ExtractConfig, run_extract
+
+RUNS = ["t1-gauss-s1984", "t1-coral-s1510"]
+AXES = get_task("track1").axes
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t1pred")
+    info = make_track1_corpus(root / "corpus", n_train=40, n_dev=16, n_pam=6, seed=3)
+    sets = {s: info[s] for s in ("train", "dev", "pam_dev")}
+    store = str(root / "cache.zarr")
+    run_extract(ExtractConfig(manifests=list(sets.values()), store=store, encoders=[AUDIO_ENCODER, TEXT_ENCODER],
+                              task="track1", progress=False))
+    res = _sweep(demo_configs(2, 1e-3, RUNS), store, root / "run", sets, [], 1, False)
+    assert not any(r and "error" in r for r in res.values())
+    return root, info
+
+
+def _dev(root, name):
+    return pl.read_parquet(root / "run" / "configs" / name / "predictions" / "dev.parquet")
+
+
+def _predict(model, items, distribution=False):
+    p = Track1Predictor.load(model, device="cpu")
+    return prompted_table(list(p.predict_items(items)), p.axes, distribution)
+
+
+def test_single_member_reproduces_the_sweep_dev_predictions(trained, tmp_path):
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "m")
+    items = expand_prompted_inputs([info["dev"]], get_task("track1"))
+    assert all(it.prompt for it in items) and len(items) == 16
+    got = _predict(model, items, distribution=True).join(_dev(root, RUNS[0]), on="clip_id", suffix="_ref")
+    assert got.height == 16 and got["error"].null_count() == 16
+    for c in [*AXES, *(f"{a}_p{b:02d}" for a in AXES for b in (0, 7, 19))]:
+        np.testing.assert_allclose(got[c].to_numpy(), got[c + "_ref"].to_numpy(), atol=1e-5)
+
+
+def test_ensemble_is_the_member_mean_and_batch_invariant(trained, tmp_path):
+    root, info = trained
+    model = export_predictor(root / "run", RUNS, tmp_path / "m2")
+    items = expand_prompted_inputs([info["dev"]], get_task("track1"))
+    full = _predict(model, items)
+    ref = _dev(root, RUNS[0]).join(_dev(root, RUNS[1]), on="clip_id", suffix="_b")
+    j = full.join(ref, on="clip_id", suffix="_a")
+    for a in AXES:
+        np.testing.assert_allclose(j[a].to_numpy(), (j[a + "_a"].to_numpy() + j[a + "_b"].to_numpy()) / 2, atol=1e-5)
+    alone = _predict(model, items[3:4])  # the same clip scored on its own
+    row = full.filter(pl.col("clip_id") == items[3].clip_id)
+    for a in AXES:
+        assert alone[a][0] == row[a][0]
+    # CORAL members save no distribution; the ensemble's distribution comes from the others
+    dist = _predict(model, items[:2], distribution=True)
+    p = dist.select([f"{AXES[0]}_p{b:02d}" for b in range(20)]).to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_prompt_changes_alignment_not_audio_only(trained, tmp_path):
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "m3")
+    wav = expand_prompted_inputs([info["dev"]], get_task("track1"))[0].path
+    t = _predict(model, [PromptedItem("a", wav, "A slow warm flute melody"), PromptedItem("b", wav, "x"),
+                         PromptedItem("c", wav, None), PromptedItem("d", wav, "  ")])
+    assert t["error"][0] is None and t["error"][1] is None
+    assert t[AXES[1]][0] != t[AXES[1]][1]
+    assert "no prompt" in t["error"][2] and "no prompt" in t["error"][3] and t[AXES[0]][2] is None
+
+
+def test_cli_prompt_manifest_csv_and_missing_prompt(trained, tmp_path, capsys):
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "m4")
+    items = expand_prompted_inputs([info["dev"]], get_task("track1"))[:3]
+    out = tmp_path / "a.csv"
+    # files with --prompt
+    assert main(["predict", items[0].path, items[1].path, "--prompt", items[0].prompt, "--model", str(model),
+                 "--out", str(out), "--no-progress"]) == 0
+    a = pl.read_csv(out)
+    assert a["prompt"].to_list() == [items[0].prompt] * 2
+    # a MusicEval list with the prompt tables (found beside the lists), with --distribution
+    assert main(["predict", info["dev"], "--model", str(model), "--out", str(out), "--distribution",
+                 "--no-progress"]) == 0
+    b = pl.read_csv(out)
+    assert b.height == 16 and f"{AXES[1]}_p19" in b.columns
+    assert b.filter(pl.col("clip_id") == items[0].clip_id)[AXES[0]][0] == pytest.approx(
+        a[AXES[0]][0], abs=1e-9)
+    # CSV path,prompt with one row lacking a prompt -> an error row, exit 3
+    csv = tmp_path / "pairs.csv"
+    pl.DataFrame({"path": [it.path for it in items], "prompt": [items[0].prompt, None, "A fast bright piano piece"]}
+                 ).write_csv(csv)
+    assert main(["predict", str(csv), "--model", str(model), "--out", str(out), "--no-progress"]) == 3
+    c = pl.read_csv(out)
+    assert c.height == 3 and c["error"].null_count() == 2 and "no prompt" in c["error"][1]
+    assert c[AXES[0]][1] is None and c[AXES[0]][0] is not None
+    # a plain audio file without --prompt -> error row, exit 3
+    assert main(["predict", items[0].path, "--model", str(model), "--out", str(out), "--no-progress"]) == 3
+    # audio-only options are refused for a Track 1 model (exit 2)
+    assert main(["predict", items[0].path, "--prompt", "x", "--window", "4", "--model", str(model)]) == 2
