@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     store = str(root / "cache.zarr")
     run_extract(ExtractConfig(manifests=list(sets.values()), store=store, encoders=[AUDIO_ENCODER, TEXT_ENCODER],
                               task="track1", progress=False))
-    res = _sweep(demo_configs(2, 1e-3, RUNS), store, root / "run", sets, [], 1, False)
+    res = _sweep(demo_configs(2, 1e-3, RUNS), store, root / "run", sets, ["pam_dev"], 1, False)
     assert not any(r and "error" in r for r in res.values())
     return root, info
 
@@ -109,3 +109,17 @@ def test_cli_prompt_manifest_csv_and_missing_prompt(trained, tmp_path, capsys):
     assert main(["predict", items[0].path, "--model", str(model), "--out", str(out), "--no-progress"]) == 3
     # audio-only options are refused for a Track 1 model (exit 2)
     assert main(["predict", items[0].path, "--prompt", "x", "--window", "4", "--model", str(model)]) == 2
+
+
+def test_stacked_predictor_reproduces_the_stack_with_member_distributions(trained, tmp_path):
+    root, info = trained
+    model = tmp_path / "stacked"
+    assert main(["ensemble", str(root / "run"), "--strategies", "all,stack", "--stack-features", "bins",
+                 "--export", str(model), "--export-strategy", "stack"]) == 0
+    items = expand_prompted_inputs([info["pam_dev"]], get_task("track1"))
+    got = _predict(model, items).join(
+        pl.read_parquet(root / "run" / "ensembles" / "predictions" / "stack" / "pam_dev.parquet"),
+        on="clip_id", suffix="_ref")
+    assert got.height == len(items) == 6
+    for a in AXES:
+        np.testing.assert_allclose(got[a].to_numpy(), got[a + "_ref"].to_numpy(), atol=1e-5)

@@ -106,7 +106,10 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
     if stack is not None:
         from .stacked import StackSpec
 
-        StackSpec.from_json(stack, get_task(task).axes, list(members), "export_predictor (stack)")
+        from .track1 import has_prompts
+
+        StackSpec.from_json(stack, get_task(task).axes, list(members), "export_predictor (stack)",
+                            saved_bins_ok=has_prompts(get_task(task)))  # the Track 1 predictor computes them
     unknown = sorted(set(weights or {}) - set(names_by_key))
     if unknown:
         raise PredictorError(f"weights given for {', '.join(unknown)}, which no member uses "

@@ -127,7 +127,10 @@ def read_predictor_spec(model_dir: str | os.PathLike) -> dict:
     if spec.get("stack"):
         from .stacked import StackSpec
 
-        StackSpec.from_json(spec["stack"], task.axes, [str(m.get("name")) for m in spec["members"]], str(f))
+        from .track1 import has_prompts
+
+        StackSpec.from_json(spec["stack"], task.axes, [str(m.get("name")) for m in spec["members"]], str(f),
+                            saved_bins_ok=has_prompts(task))
     for m in spec["members"]:
         for k in m.get("encoder_keys", []):
             if k not in spec.get("encoders", {}):

@@ -37,8 +37,10 @@ class StackSpec:
     record: dict | None = None    # the JSON as read (written back unchanged)
 
     @classmethod
-    def from_json(cls, d: dict, axes: tuple[str, ...] | list[str], members: list[str], where: str) -> "StackSpec":
-        """Read and check the record against the predictor's axes and member order."""
+    def from_json(cls, d: dict, axes: tuple[str, ...] | list[str], members: list[str], where: str,
+                  saved_bins_ok: bool = False) -> "StackSpec":
+        """Read and check the record against the predictor's axes and member order (``saved_bins_ok``: the
+        predictor computes its members' distributions, as the Track 1 predictor does)."""
         from mmmos.ensemble.stack_features import FeatureLayout
 
         try:
@@ -48,7 +50,7 @@ class StackSpec:
             if list(layout.members) != list(members):
                 raise PredictorError(f"{where}: the stack's members {list(layout.members)} are not the predictor's "
                                      f"members {list(members)} (in order)")
-            if layout.bins and any(layout.saved_bins):
+            if layout.bins and any(layout.saved_bins) and not saved_bins_ok:
                 raise PredictorError(f"{where}: the stack uses members' saved distributions, which this predictor "
                                      "cannot compute")
             if sorted(d["axes"]) != sorted(axes):
@@ -67,15 +69,17 @@ class StackSpec:
             raise PredictorError(f"{where}: non-finite stack coefficients")
         return cls(layout, icpt, coef, (lo, hi), str(d.get("fit_set", "")), dict(d))
 
-    def apply(self, member_scores: np.ndarray) -> np.ndarray:
-        """``(n_members, n_rows, n_axes)`` members' scores -> ``(n_rows, n_axes)`` stacked, clamped scores."""
+    def apply(self, member_scores: np.ndarray, member_dists: list | None = None) -> np.ndarray:
+        """``(n_members, n_rows, n_axes)`` members' scores -> ``(n_rows, n_axes)`` stacked, clamped scores.
+        ``member_dists``: per member ``(n_rows, n_axes, n_bins)`` bin probabilities or None (Track 1)."""
         from mmmos.ensemble.stack_features import axis_features
 
         s = np.asarray(member_scores, dtype=np.float64)
         lo, hi = self.clamp
         out = np.empty(s.shape[1:])
         for k in range(s.shape[2]):
-            X = axis_features(self.layout, s[:, :, k], None, lo, hi)
+            d = None if member_dists is None else [None if m is None else np.asarray(m)[:, k] for m in member_dists]
+            X = axis_features(self.layout, s[:, :, k], d, lo, hi)
             out[:, k] = self.intercepts[k] + X @ self.coefficients[k]
         return np.clip(out, lo, hi)
 

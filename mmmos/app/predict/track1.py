@@ -117,8 +117,8 @@ class Track1Predictor:
         self.spec, self.members, self.audio, self.text = spec, members, audio, text
         self.task: Task = get_task(spec.task)
         self.model_dir = model_dir
-        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir))
-                      if spec.stack else None)
+        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir),
+                                          saved_bins_ok=True) if spec.stack else None)
         self._tokens: dict[tuple[str, str], np.ndarray] = {}
 
     @property
@@ -166,18 +166,20 @@ class Track1Predictor:
 
         from mmmos.sweep.track1.predict import distributions, predict_logits, scores_of
 
-        scores, dists, n_win = [], [], 0
+        scores, dists, per_member, n_win = [], [], [], 0
         for m in self.members:
             info = self.audio.infos[m.audio_key]
             bank = ArrayBank(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate, m.crop_seconds)
             logits = predict_logits(m.head, bank, 16, torch)
             n_win = n_win or len(bank.eval_windows(0))
             scores.append(scores_of(logits, m.output, self.task.lo, self.task.hi)[0])
-            if m.output == "distribution":
-                dists.append(distributions(logits)[0])
+            d = distributions(logits)[0] if m.output == "distribution" else None
+            per_member.append(None if d is None else d[None])
+            if d is not None:
+                dists.append(d)
         member_scores = np.stack(scores)
         clip = (member_scores.mean(axis=0) if self.stack is None
-                else self.stack.apply(member_scores[:, None, :])[0])
+                else self.stack.apply(member_scores[:, None, :], per_member)[0])
         return clip, (np.mean(dists, axis=0) if dists else None), n_win
 
     def _one(self, item: PromptedItem) -> PromptedResult:
