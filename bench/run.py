@@ -1,6 +1,7 @@
 """`make bench`: run the benchmarks and write bench_out/*.json + *.md and bench_out/README.md.
 
-    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,threads,precision] [--scale 0.25]
+    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,threads,precision,faults,ray,track1]
+                        [--scale 0.25]
 
 Default set: every benchmark except ``precision`` on a CPU without native bf16 (there bf16 is emulated and
 measured 0.24-0.31x of fp32, so ``auto`` stays fp32 and the figure is known); ``--only precision`` runs it.
@@ -18,6 +19,9 @@ BENCHES = {  # name -> module with run(out, ...) returning (or writing) its mark
     "predict": "bench.predict_bench",
     "threads": "bench.threads_bench",
     "precision": "bench.precision_bench",
+    "faults": "bench.faults",
+    "ray": "bench.ray_bench",
+    "track1": "bench.track1_bench",
 }
 
 
@@ -43,6 +47,14 @@ def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
         return out / f"sweep_scale{a.scale:g}.md"
     if name == "threads":
         return mod.run(out, a.threads_files, a.threads_reps)
+    if name == "faults":
+        mod.main(["--out", str(out)])
+        return out / "faults.md"
+    if name == "ray":
+        mod.run(out, a.seconds)
+        return out / "ray.md"
+    if name == "track1":
+        return mod.run(out, 16, 8, 2, False)
     return Path(mod.run(out))
 
 

@@ -2,7 +2,6 @@
 (in parallel with ``jobs``), bring finished ones up to date with new evaluation sets, write Table III."""
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,12 +154,14 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
         print(f"  {name}: {'done' if err is None else 'FAILED ' + err.splitlines()[0]}", file=sys.stderr)
 
     if jobs > 1 and len(todo) > 1:
-        threads = max(1, (os.cpu_count() or 2) // jobs)
-        for c in todo:
-            c.threads = c.threads or threads
+        # each worker applies the thread policy itself (cores // jobs threads, or MMMOS_THREADS);
         # each worker memoises the features it has read: configurations sharing encoders read the cache once
         run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report)
     else:
+        from mmmos.core.threads import apply_thread_policy
+
+        if todo:
+            apply_thread_policy()  # one process: every core (or MMMOS_THREADS)
         for c in todo:
             name, res, err = train_one(args_of(c, progress))
             results[name] = res if err is None else {"error": err}
