@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-TRACK2_DIR = Path(os.environ.get("MMMOS_TRACK2_DIR", "/work/shared/data/track2"))
+def _track2_dir() -> Path:
+    """The real Track 2 lists: $MMMOS_TRACK2_DIR, else ``shared/`` beside the checkout (as CI lays it out), else
+    the workplace's ``/work/shared``."""
+    if os.environ.get("MMMOS_TRACK2_DIR"):
+        return Path(os.environ["MMMOS_TRACK2_DIR"])
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "track2"
+    return beside if beside.is_dir() else Path("/work/shared/data/track2")
+
+
+TRACK2_DIR = _track2_dir()
 
 
 @pytest.fixture(scope="session")
