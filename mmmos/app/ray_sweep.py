@@ -16,8 +16,6 @@ configuration again in its own folder, and a finished configuration (``DONE``) i
 """
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 from .ray_cluster import Progress, RayOptions, check_fits, dashboard_url, ray_session

@@ -2,9 +2,7 @@
 task through :mod:`mmmos.app.ray_sweep`; without it the local sweep of :mod:`mmmos.sweep` runs)."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 
 def add_arguments(p) -> None:
@@ -20,9 +18,9 @@ def add_arguments(p) -> None:
 def run_cli(a) -> int:
     """``mmmos sweep [--ray ...]``: the local sweep without ``--ray``, else :func:`run_sweep_ray`; exit 3 when a
     configuration failed."""
-    from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
     from mmmos.sweep import configs_from_args, load_labels, parse_evals
     from mmmos.sweep import run_cli as sweep_run_cli
+    from mmmos.sweep.cli import report_results
 
     from mmmos.app.ray_cluster import options_from_args
 
@@ -38,16 +36,7 @@ def run_cli(a) -> int:
     from mmmos.app.ray_sweep import run_sweep_ray
 
     res = run_sweep_ray(cfgs, a.store, a.run, train, dev, evals, opts, force=a.force, progress=not a.no_progress)
-    failed = [n for n, r in res.items() if r and "error" in r]
-    skipped = [n for n, r in res.items() if r and r.get("skipped")]
-    print(f"sweep (ray): {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, "
-          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run}")
-    summ = Path(a.run) / "summary.md"
-    if summ.is_file():
-        print(summ.read_text())
-    for n in failed:
-        print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
-    return EXIT_PARTIAL if failed else EXIT_OK
+    return report_results(res, a.run, time.perf_counter() - t, "sweep (ray)")
 
 
 __all__ = ["add_arguments", "run_cli"]

@@ -139,14 +139,21 @@ def run_cli(a) -> int:
     t = time.perf_counter()
     res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
                     progress=not a.no_progress)
+    return report_results(res, a.run, time.perf_counter() - t)
+
+
+def report_results(res: dict, run, seconds: float, what: str = "sweep", unit: str = "") -> int:
+    """Print a sweep's outcome (counts, the summary table, the failed configurations); return the exit status:
+    3 when some configuration failed, else 0."""
     failed = [n for n, r in res.items() if r and "error" in r]
     skipped = [n for n, r in res.items() if r and r.get("skipped")]
-    print(f"sweep: {len(res) - len(failed) - len(skipped)} trained, {len(skipped)} already done, {len(failed)} failed "
-          f"in {time.perf_counter() - t:.1f} s -> {a.run}")
-    summ = Path(a.run) / "summary.md"
+    print(f"{what}: {len(res) - len(failed) - len(skipped)} {unit}trained, {len(skipped)} already done, "
+          f"{len(failed)} failed in {seconds:.1f} s -> {run}")
+    summ = Path(run) / "summary.md"
     if summ.is_file():
         print(summ.read_text())
     if failed:
-        print(f"sweep: failed: {', '.join(failed)} (errors in the lines above)", file=sys.stderr)
+        for n in failed:
+            print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK

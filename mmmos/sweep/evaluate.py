@@ -49,7 +49,6 @@ def add_eval_sets(cdir: ConfigDir, store_path: str, sets: list[LabelSet], device
     """Predict ``sets`` with a finished configuration's saved head (no training): write their predictions,
     replace their rows in metrics.parquet, log their summaries and record their label hashes."""
     import polars as pl
-    import torch
 
     from mmmos.cache_store import open_store
     from mmmos.heads import build_head_from_config

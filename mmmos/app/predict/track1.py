@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,7 +26,7 @@ from mmmos.core.tasks import Task, get_task
 
 from .encoders import EncoderSet, check_encoder_identity
 from .errors import MissingWeightsError, PredictorError
-from .inputs import InputItem, expand_inputs
+from .inputs import expand_inputs
 from .members import torch_load
 from .spec import PredictorSpec, load_spec
 

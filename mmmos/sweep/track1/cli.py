@@ -1,11 +1,8 @@
 """``mmmos sweep --task track1``: the 8-run recipe (or a subset) with the Track 1 defaults."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
 
 from .recipe import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER, LOSS_OUTPUT, Track1Config, recipe_configs
 
@@ -47,6 +44,7 @@ def track1_configs_from_args(a) -> list[Track1Config]:
 def run_track1_cli(a) -> int:
     """Run the Track 1 sweep from parsed ``mmmos sweep`` options; 0 ok, 3 when some runs failed."""
     from ..cli import parse_evals
+    from ..cli import report_results
     from ..labels import load_labels
     from .run import run_track1_sweep
 
@@ -58,14 +56,4 @@ def run_track1_cli(a) -> int:
     t = time.perf_counter()
     res = run_track1_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
                            progress=not a.no_progress)
-    failed = [n for n, r in res.items() if r and "error" in r]
-    skipped = [n for n, r in res.items() if r and r.get("skipped")]
-    print(f"sweep (track1): {len(res) - len(failed) - len(skipped)} runs trained, {len(skipped)} already done, "
-          f"{len(failed)} failed in {time.perf_counter() - t:.1f} s -> {a.run} (3 checkpoints each)")
-    summ = Path(a.run) / "summary.md"
-    if summ.is_file():
-        print(summ.read_text())
-    if failed:
-        print(f"sweep: failed: {', '.join(failed)} (errors in the lines above)", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return report_results(res, a.run, time.perf_counter() - t, "sweep (track1)", "runs (3 checkpoints each) ")
