@@ -39,6 +39,9 @@ tonality, CU follows clarity and pleasantness.
 Deterministic: the same seed and sizes give byte-identical files (on the same numpy/scipy
 versions: their FFTs and filters must not change); each clip's random
 stream depends only on (seed, split, index), so changing ``n_train`` leaves dev intact.
+
+Length (~620 lines): one job, the corpus; most of it is the three content synthesisers and the degradations,
+which share one random-stream and labelling scheme that split modules would have to re-state.
 """
 from __future__ import annotations
 

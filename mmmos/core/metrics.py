@@ -14,6 +14,9 @@ The metric functions are thin wrappers over numpy/scipy so the numbers equal sci
 add is a defined answer for degenerate input: constant input or fewer than two pairs gives NaN with an
 :class:`UndefinedMetricWarning` instead of an exception, and NaN/inf in the input is an error (the caller
 decides which pairs to drop, and counts them).
+
+Length (~530 lines): the metric functions, the registry and the long-form evaluation that uses both; the
+evaluation's matching/exclusion rules only make sense beside the functions whose input they guard.
 """
 
 from __future__ import annotations
