@@ -75,6 +75,20 @@ def _run_batch(enc, batch, precision, pieces, failed, on_error) -> None:
                 on_error and on_error(cid, e)
 
 
+def pending_groups(stages: list, rows: dict[str, str], group_seconds: float, batch_size: int) -> tuple[list[str], list[list[str]]]:
+    """The clips any stage must extract (sorted) and their groups of similar duration, decoded together."""
+    from mmmos.core.audio import audio_info
+
+    pending = sorted({c for s in stages for c in s.plan.todo})
+    durations = {}
+    for cid in pending:
+        try:
+            durations[cid] = float(audio_info(rows[cid]).duration)
+        except Exception:  # noqa: BLE001 - decode reports the real problem
+            durations[cid] = 0.0
+    return pending, duration_groups(pending, durations, group_seconds, 4 * batch_size)
+
+
 def duration_groups(ids: list[str], durations: dict[str, float], group_seconds: float, max_clips: int) -> list[list[str]]:
     """Clips sorted by duration, cut into groups of about ``group_seconds`` of audio (at most ``max_clips``)."""
     groups, cur, acc = [], [], 0.0

@@ -19,7 +19,7 @@ from mmmos.cache_store import open_store
 
 from . import load_encoder, select_device
 from .base import FrameEncoder
-from .pipeline import Pipeline, Stage, duration_groups, embed_many
+from .pipeline import Pipeline, Stage, embed_many, pending_groups
 from .plan import Sources, manifest_rows, plan_encoder, select_rows, shard_of
 from .precision import _encoder_identity, _forward, cache_key, resolve_precision
 from .report import ExtractReport, Failure, failures_path, format_report, save_report, shard_suffix, write_failures
@@ -118,8 +118,6 @@ def _text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, dev
 
 
 def run_extract(cfg: ExtractConfig) -> ExtractReport:
-    from mmmos.core.audio import audio_info
-
     t_start = time.perf_counter()
     rep = ExtractReport()
     prompt_of: dict[str, str] = {}
@@ -135,14 +133,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     sources = Sources()
     stages = _stages(cfg, store, rows, sources, device, rep)
     rep.load_seconds = time.perf_counter() - t_load
-    pending = sorted({c for s in stages for c in s.plan.todo})
-    durations = {}
-    for cid in pending:
-        try:
-            durations[cid] = float(audio_info(rows[cid]).duration)
-        except Exception:  # noqa: BLE001 - decode reports the real problem
-            durations[cid] = 0.0
-    groups = duration_groups(pending, durations, cfg.group_seconds, 4 * batch_size)
+    pending, groups = pending_groups(stages, rows, cfg.group_seconds, batch_size)
     overlap = cfg.overlap if cfg.overlap is not None else device != "cpu"
     prog = _Progress(len(pending), cfg.progress and len(pending) > 0)
     try:

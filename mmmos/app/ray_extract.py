@@ -69,8 +69,7 @@ class ExtractWorker:
 
         ``rescan`` re-reads the store's index first (a unit handed over from a dead actor may have clips
         committed since this actor scanned)."""
-        from mmmos.core.audio import audio_info
-        from mmmos.extract.pipeline import Pipeline, Stage, duration_groups
+        from mmmos.extract.pipeline import Pipeline, Stage, pending_groups
         from mmmos.extract.plan import Sources, plan_encoder
 
         rep = ExtractReport(clips_total=len(rows))
@@ -83,14 +82,7 @@ class ExtractWorker:
             rep.skipped[name], rep.written[name], rep.encoder_seconds[name] = plan.reused, 0, 0.0
             rep.stale[name], rep.repaired[name], rep.unverified[name] = plan.stale, plan.damaged, plan.unverified
             stages.append(Stage(name, enc, writer, plan, precision))
-        pending = sorted({c for s in stages for c in s.plan.todo})
-        durations = {}
-        for cid in pending:
-            try:
-                durations[cid] = float(audio_info(rows[cid]).duration)
-            except Exception:  # noqa: BLE001 - decode reports the real problem
-                durations[cid] = 0.0
-        groups = duration_groups(pending, durations, self.cfg.group_seconds, 4 * self.batch_size)
+        pending, groups = pending_groups(stages, rows, self.cfg.group_seconds, self.batch_size)
         before = {s.name: len(s.writer.committed) for s in stages}
         try:
             Pipeline(stages, rows, sources, rep, self.batch_size, self.overlap).run(groups, _Quiet())
