@@ -118,16 +118,11 @@ def run_cli(a: argparse.Namespace) -> int:
     rc = _sweep(a, manifests, store, run)
     if rc:
         return rc
-    from mmmos import ensemble
-    from mmmos.app.report import write_report
+    from mmmos.app.demo_common import ensembles_and_report
 
-    _step(4, "ensembles from the saved predictions")
-    # the paper's strategies plus stacking (fitted on dev; its dev row is out-of-fold)
-    ensemble.run_ensembles(run, (*ensemble.DEFAULT_STRATEGIES, "stack"), answer=str(out / "answer.txt"),
-                           answer_set="pam_dev")
-    print((run / "ensembles" / "table_iv.md").read_text(), flush=True)
-    _step(5, "report")
-    report = write_report(run)
+    _step(4, "ensembles from the saved predictions (the paper's strategies + stack) and the report")
+    report = ensembles_and_report(run, out / "answer.txt")
+    _step(5, f"report written: {report}")
     _step(6, "exporting the 'submitted' ensemble and scoring a few files with `mmmos predict`")
     from mmmos.app.predict import Predictor, export_predictor, write_table
     members = json.loads((run / "ensembles" / "members.json").read_text())["strategies"]["submitted"]["members"]

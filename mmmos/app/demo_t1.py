@@ -99,10 +99,9 @@ def run_track1_demo(a: argparse.Namespace) -> int:
     """The whole Track 1 job (see the module doc); 0 ok, 3 when a run failed."""
     import json
 
-    from mmmos import ensemble
     from mmmos.app.demo_track1 import make_track1_corpus
     from mmmos.app.predict import export_predictor
-    from mmmos.app.report import write_report
+    from mmmos.app.demo_common import ensembles_and_report
     from mmmos.app.scoring import score
     from mmmos.core.metrics import format_markdown
     from mmmos.core.tasks import get_task
@@ -137,12 +136,9 @@ def run_track1_demo(a: argparse.Namespace) -> int:
     for ax in (*task.axes, "composite"):
         print(f"  dev SRCC {ax:>9}: best configuration {best} {fig.get(ax, float('nan')):.3f}   "
               f"shuffled-label control {ctl.get(ax, float('nan')):.3f}")
-    _step(5, "ensembles from the saved predictions (answer file for pam_dev)")
-    ensemble.run_ensembles(run, (*ensemble.DEFAULT_STRATEGIES, "stack"), answer=str(out / "answer.txt"),
-                           answer_set="pam_dev")
-    print((run / "ensembles" / "table_iv.md").read_text(), flush=True)
-    _step(6, "report")
-    report = write_report(run)
+    _step(5, "ensembles from the saved predictions (answer file for pam_dev) and the report")
+    report = ensembles_and_report(run, out / "answer.txt")
+    _step(6, f"report written: {report}")
     _step(7, "answer file scored back (mmmos score --task track1)")
     result = score(out / "answer.txt", sets["pam_dev"], task=task)
     print(format_markdown(result.table, digits=3, task=task), end="")
