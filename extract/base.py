@@ -166,6 +166,13 @@ class FrameEncoder:
     sample_rate: int = 16000
     frame_rate: float = 50.0
     dim: int = 0
+    # precision traits, read by extract.precision.resolve_precision:
+    #: reduced precisions (``bf16``, ``fp16``) with a ``prepare_precision`` path; empty: always fp32
+    reduced_precisions: tuple[str, ...] = ()
+    #: ``auto`` on a CPU with native bf16 picks bf16 (set where it was measured to pay)
+    cpu_auto_bf16: bool = False
+    #: ``auto`` on CUDA picks this; None: bf16 where the GPU computes it natively, else fp16
+    cuda_auto: str | None = None
 
     def __init__(self, *, device: str = "cpu", weights: str | os.PathLike | None = None, config: dict | None = None):
         self.device = device
@@ -210,6 +217,10 @@ class FrameEncoder:
             raise ValueError(f"{self.name}: embed() takes one mono clip (1-D), got shape {wave.shape}")
         outs = [self.forward_batch(c[None])[0] for c in self.split(wave)]
         return self.join(outs, wave)
+
+    def prepare_precision(self, precision: str) -> None:
+        """Cast the model to ``precision`` (one of :attr:`reduced_precisions`) once, its front end left fp32."""
+        raise ValueError(f"{self.name}: no reduced-precision path (computes fp32)")
 
     def expected_frames(self, n_samples: int) -> int | None:
         """Frames a clip of ``n_samples`` gives, where the encoder knows it (for checks)."""

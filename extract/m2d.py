@@ -263,7 +263,7 @@ class M2DViT(nn.Module):
         pos = self.pos_embed[:, 1:].reshape(1, nf, self.grid[1], d)[:, :, :cols].reshape(1, nf * cols, d)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         h = torch.cat([cls, tokens + pos], dim=1)
-        if len(self.blocks):  # the blocks may be bf16 (see M2DEncoder.prepare_precision); no-op in fp32
+        if len(self.blocks):  # the blocks may be bf16/fp16 (see M2DEncoder.prepare_precision); no-op in fp32
             h = h.to(self.blocks[0].norm1.weight.dtype)
         for blk in self.blocks:
             h = blk(h)
@@ -385,6 +385,8 @@ class M2DEncoder(FrameEncoder):
     sample_rate = SAMPLE_RATE
     frame_rate = 100.0 / 16  # mel frames per second / patch width
     dim = 3840
+    reduced_precisions = ("bf16", "fp16")
+    cpu_auto_bf16 = False  # see README "Precision": measured below the gain that pays for the rounding
 
     _OPTIONS = ("input_frames",)
 
@@ -476,12 +478,14 @@ class M2DEncoder(FrameEncoder):
         return enc
 
     def prepare_precision(self, precision: str) -> None:
-        """Cast the transformer blocks to bf16 once (``precision="bf16"``; called by ``extract.precision``).
-        Patch embedding, CLS/position embeddings and the final LayerNorm stay fp32: the tokens enter
-        the blocks rounded once, and the frames leave through an fp32 norm."""
-        if precision != "bf16":
+        """Cast the transformer blocks to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
+        The log-mel front end (numpy), patch embedding, CLS/position embeddings and the final LayerNorm stay
+        fp32: the tokens enter the blocks rounded once, and the frames leave through an fp32 norm."""
+        from .precision import torch_dtype
+
+        if precision not in self.reduced_precisions:
             raise ValueError(f"m2d: no preparation for precision {precision!r}")
-        self.model.blocks.to(torch.bfloat16)
+        self.model.blocks.to(torch_dtype(precision))
 
     # -- the three steps ------------------------------------------------------------------
     def log_mel(self, wave: np.ndarray) -> np.ndarray:

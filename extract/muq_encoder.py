@@ -155,6 +155,8 @@ class MuQEncoder(FrameEncoder):
 
     name = "muq"
     sample_rate = SAMPLE_RATE
+    reduced_precisions = ("bf16", "fp16")
+    cpu_auto_bf16 = True  # measured to pay on CPUs with native bf16 (bench/precision_bench.py)
 
     def __init__(self, model, cfg, *, device: str, weights, dtype: str, chunk_seconds: float, absent_training_keys: int):
         self.model = model
@@ -195,7 +197,8 @@ class MuQEncoder(FrameEncoder):
     ) -> "MuQEncoder":
         """Load from an HF MuQ directory (or a weights file inside one); never contacts a hub.
 
-        ``dtype="float16"`` runs under CUDA autocast; ``chunk_seconds`` ≤ 30.
+        ``dtype="float16"`` computes the conformer in fp16 on CUDA (as ``prepare_precision("fp16")``);
+        ``chunk_seconds`` ≤ 30.
         """
         if options:
             raise TypeError(f"muq: unknown options {sorted(options)}")
@@ -234,8 +237,12 @@ class MuQEncoder(FrameEncoder):
             sd[k] = own[k]
         strict_load(model, sd, str(wfile))
         model.eval().requires_grad_(False).to(device)
-        return cls(model, cfg, device=device, weights=wfile, dtype=dtype, chunk_seconds=chunk_seconds,
-                   absent_training_keys=len(absent))
+        enc = cls(model, cfg, device=device, weights=wfile, dtype=dtype, chunk_seconds=chunk_seconds,
+                  absent_training_keys=len(absent))
+        if dtype == "float16":
+            enc.prepare_precision("fp16")
+            enc._prepared_precision = "fp16"
+        return enc
 
     # -- geometry -------------------------------------------------------------------
     def expected_frames(self, n_samples: int) -> int:
@@ -272,30 +279,28 @@ class MuQEncoder(FrameEncoder):
             raise ValueError(f"muq: input of {x.shape[1]} samples is longer than one chunk; use split()")
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         with torch.inference_mode():
-            if self.dtype == "float16":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = self.model(t, output_hidden_states=False).last_hidden_state
-            else:
-                out = self.model(t, output_hidden_states=False).last_hidden_state
+            out = self.model(t, output_hidden_states=False).last_hidden_state
         return out.float().cpu().numpy()
 
     def prepare_precision(self, precision: str) -> None:
-        """Cast the conformer to bf16 once (``precision="bf16"``; called by ``extract.precision``).
+        """Cast the conformer to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
 
-        The mel front end, its normalisation and the two conv blocks stay fp32 (STFT and log need the
-        range; the convs would spend their gain re-laying out fp32 input); rotary frequencies stay fp32.
+        The mel front end, its normalisation and the two conv blocks stay fp32 (the mel power of band-limited
+        audio underflows fp16 and overflows it for loud audio; the convs would spend their gain re-laying out
+        fp32 input); rotary frequencies stay fp32.
         The codebook projection (training logits, never part of the frames) is replaced by an empty one.
         """
         import torch
 
-        from .precision import cast_except, cast_output
+        from .precision import cast_except, cast_output, torch_dtype
 
-        if precision != "bf16":
+        if precision not in self.reduced_precisions:
             raise ValueError(f"muq: no preparation for precision {precision!r}")
+        dtype = torch_dtype(precision)
         mm = self.model.model
         mm.linear = _no_logits_module()
-        cast_except(self.model, torch.bfloat16, keep=(mm.conv,))  # the MelSTFT is no nn.Module: never cast
-        cast_output(mm.conv, torch.bfloat16)
+        cast_except(self.model, dtype, keep=(mm.conv,))  # the MelSTFT is no nn.Module: never cast
+        cast_output(mm.conv, dtype)
         for mod in self.model.modules():  # rotary cache may hold fp32 tables from an earlier call
             if hasattr(mod, "cached_rotary_positional_embedding"):
                 mod.cached_sequence_length = None

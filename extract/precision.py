@@ -1,18 +1,27 @@
 """Compute precision of the frozen encoders: choosing it, preparing a model for it, recording it, running it.
 
-Precisions: ``fp32``; ``fp16`` (CUDA autocast); ``bf16`` (the model's weights are cast to bfloat16 ONCE, by
-the encoder's ``prepare_precision`` hook, with numerically sensitive parts left in fp32 - see
-:func:`cast_except`); ``auto`` picks per device and per encoder (:func:`resolve_precision`).
+Precisions: ``fp32``; ``bf16`` and ``fp16`` (reduced: the encoder's transformer is cast to that dtype ONCE
+by its ``prepare_precision`` hook while its front end - spectrogram, log, normalisation, the conv layers that
+read them - stays fp32, see :func:`cast_except`); ``auto`` picks per device and per encoder.
 
-The compute precision is part of an encoder's cache identity (``config.compute_precision``), so frames
-computed in another precision land in another cache folder.  Frames are stored as before (fp16 by default).
+:func:`resolve_precision` is the one place a precision is decided, and it returns what the encoder will
+*compute* in: ``fp16`` asked on a CPU is ``fp32`` (no fp16 path is used there), a reduced precision asked
+for an encoder without one (the numpy log-mel) is ``fp32``.  That value is part of the encoder's cache
+identity (``config.compute_precision``), so frames computed in another precision land in another cache
+folder.  Frames are stored as before (fp16 by default).
 
-Why cast once instead of ``torch.autocast`` on CPU: autocast re-casts every weight on every call, which ate
-the whole bf16 gain for M2D in measurements on an AMX machine; a model cast once pays that cost once.
+Why no autocast: autocast covers the whole forward, so MuQ's mel spectrogram ran in fp16 on CUDA and
+band-limited audio (16 kHz speech resampled to 24 kHz: empty bands above 8 kHz) under- and overflowed to
+non-finite frames.  Casting once keeps the front end in fp32 by construction and also saves autocast's
+per-call re-cast of every weight (which ate the whole bf16 gain of M2D on an AMX CPU).
+
+The CPU bf16 policy follows the CPU (:func:`cpu_bf16_native`) unless ``MMMOS_CPU_BF16`` forces it:
+``1``/``on`` behaves as on a CPU with native bf16, ``0``/``off`` as on one without (tests run both).
 """
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +31,14 @@ from mmmos.core.errors import UserError
 from .base import FrameEncoder
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-# ``auto`` on a CPU with native bf16 (AMX or AVX-512 BF16): bf16 only for the encoders where it was measured
-# to pay (bench/precision_bench.py).  Measured on an Intel AMX machine: WavLM Base+ 1.7x, MuQ-large 1.9x,
-# frame cosine to fp32 >= 0.9999; M2D gained nothing under autocast and its cast-once path has not been
-# measured on such a CPU, so it stays fp32.  Encoders not listed (logmel: numpy) always compute in fp32.
-AUTO_BF16: dict[str, bool] = {"wavlm": True, "muq": True, "m2d": False}
-BF16_CAPABLE = frozenset(AUTO_BF16)  # encoders with a ``prepare_precision("bf16")`` path
+REDUCED = ("bf16", "fp16")
+CPU_BF16_ENV = "MMMOS_CPU_BF16"
 _NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
+_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
 
 
 class PrecisionError(UserError, ValueError):
-    """An unknown precision name."""
+    """An unknown precision name, or a bad MMMOS_CPU_BF16 value."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,24 +61,77 @@ def cpu_bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(check()) if check is not None else True
 
 
-def resolve_precision(requested: str, device: str, encoder_name: str | None = None) -> str:
-    """The precision an encoder computes in.
+def cpu_bf16_policy() -> bool:
+    """Whether ``auto`` treats this CPU as computing bf16 natively: ``MMMOS_CPU_BF16`` when set, else
+    :func:`cpu_bf16_native`."""
+    raw = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    if raw:
+        raise PrecisionError(f"{CPU_BF16_ENV}={os.environ[CPU_BF16_ENV]!r}: expected 1/on or 0/off (or unset)")
+    return cpu_bf16_native()
 
-    ``auto``: fp16 on CUDA; on CPU bf16 for the encoders of :data:`AUTO_BF16` when :func:`cpu_bf16_native`,
-    else fp32 (also when ``encoder_name`` is not given).  ``bf16`` for an encoder without a bf16 path (the
-    numpy log-mel) -> fp32, which is what it computes.  Other names pass through.
+
+def cuda_bf16_supported(device: str) -> bool:
+    import torch
+
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch: no including_emulation
+        return bool(torch.cuda.is_bf16_supported())
+    except Exception:  # noqa: BLE001 - no usable CUDA: nothing is supported
+        return False
+
+
+def _traits(encoder) -> tuple[tuple[str, ...], bool, str | None]:
+    """``(reduced precisions, cpu auto bf16, cuda auto)`` of an encoder name, class or instance
+    (see :class:`~mmmos.extract.base.FrameEncoder`); an encoder not given has none."""
+    if encoder is None:
+        return (), False, None
+    if isinstance(encoder, str):
+        from . import ENCODERS, encoder_class
+
+        if encoder not in ENCODERS:
+            return (), False, None
+        encoder = encoder_class(encoder)
+    return (tuple(getattr(encoder, "reduced_precisions", ())), bool(getattr(encoder, "cpu_auto_bf16", False)),
+            getattr(encoder, "cuda_auto", None))
+
+
+def resolve_precision(requested: str, device: str, encoder=None) -> str:
+    """The precision ``encoder`` (a registered name, an encoder class or instance) computes in on ``device``.
+
+    * ``fp32`` everywhere; also every request for an encoder without a reduced path, and on ``mps``.
+    * CUDA: ``auto`` -> the encoder's ``cuda_auto``, else ``bf16`` where the GPU computes it natively, else
+      ``fp16``; an explicit ``bf16`` the GPU lacks -> ``fp16``.
+    * CPU: ``auto`` -> ``bf16`` for encoders with ``cpu_auto_bf16`` when :func:`cpu_bf16_policy`, else
+      ``fp32``; ``bf16`` -> ``bf16`` (emulated where not native: slow, but what was asked); ``fp16`` ->
+      ``fp32`` (recorded as computed).
     """
     if requested not in PRECISIONS:
         raise PrecisionError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
-    cuda = str(device).startswith("cuda")
-    if requested == "auto":
-        if cuda:
-            return "fp16"
-        wants = encoder_name is not None and AUTO_BF16.get(encoder_name, False)
-        return "bf16" if wants and str(device) == "cpu" and cpu_bf16_native() else "fp32"
-    if requested == "bf16" and encoder_name is not None and encoder_name not in BF16_CAPABLE:
+    reduced, cpu_auto, cuda_auto = _traits(encoder)
+    kind = str(device).split(":", 1)[0]
+    if requested == "fp32" or not reduced or kind not in ("cuda", "cpu"):
         return "fp32"
-    return requested
+    if kind == "cuda":
+        bf16_ok = cuda_bf16_supported(device)
+        want = requested if requested != "auto" else (cuda_auto or ("bf16" if bf16_ok else "fp16"))
+        if want == "bf16" and not bf16_ok:
+            want = "fp16"
+        return want if want in reduced else "fp32"
+    if requested == "auto":
+        return "bf16" if cpu_auto and "bf16" in reduced and cpu_bf16_policy() else "fp32"
+    return "bf16" if requested == "bf16" and "bf16" in reduced else "fp32"
+
+
+def torch_dtype(precision: str):
+    """The torch dtype of a reduced precision name (``bf16``/``fp16``)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def _encoder_identity(enc: FrameEncoder, precision: str) -> dict:
@@ -90,34 +148,29 @@ def cache_key(enc: FrameEncoder, precision: str = "fp32", store_dtype: str = "fl
 
 
 def prepare_encoder(enc: FrameEncoder, precision: str) -> None:
-    """Put ``enc``'s weights in ``precision`` once (idempotent).  Only bf16 changes weights; it calls the
-    encoder's ``prepare_precision("bf16")``.  An encoder without that hook computes as it always does.
-    Going back from bf16 to fp32 is refused: the rounded weights cannot be restored."""
+    """Put ``enc``'s weights in ``precision`` once (idempotent): a reduced precision calls the encoder's
+    ``prepare_precision(precision)``; an encoder without reduced precisions computes as it always does.
+    Going from a reduced precision to another precision is refused: the rounded weights cannot be restored."""
     done = getattr(enc, "_prepared_precision", "fp32")
-    if precision not in ("bf16", done) and done == "bf16":
-        raise RuntimeError(f"{enc.name}: weights were cast to bf16; reload the encoder to compute in {precision}")
-    if precision == "bf16" and done != "bf16":
-        hook = getattr(enc, "prepare_precision", None)
-        if hook is not None:
-            hook("bf16")
-        enc._prepared_precision = "bf16"
+    if precision == done:
+        return
+    if done in REDUCED:
+        raise RuntimeError(f"{enc.name}: weights were cast to {done}; reload the encoder to compute in {precision}")
+    if precision in REDUCED and precision in getattr(enc, "reduced_precisions", ()):
+        enc.prepare_precision(precision)
+        enc._prepared_precision = precision
 
 
 def _forward(enc: FrameEncoder, x: np.ndarray, precision: str) -> np.ndarray:
-    """``enc.forward_batch(x)`` in ``precision`` as float32 (fp16: CUDA autocast; bf16: weights cast once)."""
+    """``enc.forward_batch(x)`` in ``precision`` (prepared once), as float32."""
     prepare_encoder(enc, precision)
-    if precision == "fp16" and str(enc.device).startswith("cuda"):
-        import torch
-
-        with torch.autocast(device_type="cuda", dtype=torch.float16):
-            return np.asarray(enc.forward_batch(x), dtype=np.float32)
     return np.asarray(enc.forward_batch(x), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------
 # helpers for the encoders' prepare_precision hooks
 # ----------------------------------------------------------------------------------
-KEEP_FP32_BUFFERS = ("inv_freq",)  # rotary frequencies: bf16 rounding would shift positions by radians
+KEEP_FP32_BUFFERS = ("inv_freq",)  # rotary frequencies: rounding would shift positions by radians
 
 
 def cast_except(model, dtype, keep=()) -> None:
@@ -148,9 +201,10 @@ def _cast_tree(x, dtype):
 
 def cast_output(module, dtype) -> None:
     """Cast ``module``'s floating outputs (tensor, or tuple/list of them) to ``dtype``: the boundary
-    between an fp32 part and the bf16 rest of a model."""
+    between an fp32 part and the reduced-precision rest of a model."""
     module.register_forward_hook(lambda _m, _args, out: _cast_tree(out, dtype))
 
 
-__all__ = ["AUTO_BF16", "BF16_CAPABLE", "PRECISIONS", "PrecisionError", "cache_key", "cast_except", "cast_output",
-           "cpu_bf16_native", "prepare_encoder", "resolve_precision"]
+__all__ = ["CPU_BF16_ENV", "PRECISIONS", "PrecisionError", "REDUCED", "cache_key", "cast_except",
+           "cast_output", "cpu_bf16_native", "cpu_bf16_policy", "prepare_encoder", "resolve_precision",
+           "torch_dtype"]

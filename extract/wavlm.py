@@ -362,6 +362,8 @@ class WavLMEncoder(FrameEncoder):
 
     name = "wavlm"
     sample_rate = SAMPLE_RATE
+    reduced_precisions = ("bf16", "fp16")
+    cpu_auto_bf16 = True  # measured to pay on CPUs with native bf16 (bench/precision_bench.py)
 
     def __init__(self, model, *, device: str, weights, normalize: bool, max_chunk_frames: int, dtype: str, source_format: str):
         self.model = model
@@ -403,7 +405,7 @@ class WavLMEncoder(FrameEncoder):
 
         ``normalize=None`` follows the checkpoint (HF ``preprocessor_config.json``
         ``do_normalize``; original ``cfg['normalize']``; Base+ says False).
-        ``dtype="float16"`` runs under CUDA autocast.
+        ``dtype="float16"`` computes the transformer in fp16 on CUDA (as ``prepare_precision("fp16")``).
         """
         if options:
             raise TypeError(f"wavlm: unknown options {sorted(options)}")
@@ -428,10 +430,14 @@ class WavLMEncoder(FrameEncoder):
         else:
             raise EncoderLoadError(f"{path}: weights not found")
         model.eval().requires_grad_(False).to(device)
-        return cls(
+        enc = cls(
             model, device=device, weights=wfile, normalize=declared if normalize is None else normalize,
             max_chunk_frames=max_chunk_frames, dtype=dtype, source_format=fmt,
         )
+        if dtype == "float16":
+            enc.prepare_precision("fp16")
+            enc._prepared_precision = "fp16"
+        return enc
 
     # -- geometry -------------------------------------------------------------------
     def expected_frames(self, n_samples: int) -> int:
@@ -468,15 +474,11 @@ class WavLMEncoder(FrameEncoder):
         if self.normalize:  # as Wav2Vec2FeatureExtractor(do_normalize=True), per item
             t = (t - t.mean(1, keepdim=True)) / torch.sqrt(t.var(1, unbiased=False, keepdim=True) + 1e-7)
         with torch.inference_mode():
-            if self.dtype == "float16":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = self.model(t).last_hidden_state
-            else:
-                out = self.model(t).last_hidden_state
+            out = self.model(t).last_hidden_state
         return out.float().cpu().numpy()
 
     def prepare_precision(self, precision: str) -> None:
-        """Cast the transformer to bf16 once (``precision="bf16"``; called by ``extract.precision``).
+        """Cast the transformer to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
 
         The conv front end and the feature projection (with its LayerNorm over the conv features) stay
         fp32: the front end's first layer sees raw samples through a GroupNorm, and a bf16 conv front end
@@ -486,18 +488,19 @@ class WavLMEncoder(FrameEncoder):
         import torch
         from torch.nn.utils import parametrize
 
-        from .precision import cast_except, cast_output
+        from .precision import cast_except, cast_output, torch_dtype
 
-        if precision != "bf16":
+        if precision not in self.reduced_precisions:
             raise ValueError(f"wavlm: no preparation for precision {precision!r}")
+        dtype = torch_dtype(precision)
         m = self.model
         conv = m.encoder.pos_conv_embed.conv
         if parametrize.is_parametrized(conv, "weight"):
             parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
         elif hasattr(conv, "weight_g"):  # old-style weight_norm hook
             torch.nn.utils.remove_weight_norm(conv)
-        cast_except(m, torch.bfloat16, keep=(m.feature_extractor, m.feature_projection))
-        cast_output(m.feature_projection, torch.bfloat16)
+        cast_except(m, dtype, keep=(m.feature_extractor, m.feature_projection))
+        cast_output(m.feature_projection, dtype)
 
     def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
         frames = super().join(outputs, wave)

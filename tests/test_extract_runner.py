@@ -13,6 +13,7 @@ import soundfile as sf
 
 from mmmos import extract
 from mmmos.cache_store import open_store
+from mmmos.extract.precision import resolve_precision
 from mmmos.extract.runner import ExtractConfig, embed_many, run_extract
 from mmmos.core.audio import load_audio, resample
 
@@ -164,11 +165,14 @@ def test_tiny_real_encoders_through_the_runner(tmp_path, tiny_weights):
         g = st.group(name)
         assert g.clip("a").n_frames == n
         assert g.info.identity["sha256"]  # weights identity recorded
-    # each encoder got audio at its own rate: compare with a direct embed
+    # each encoder got audio at its own rate: compare with a direct embed in the precision the store records
+    # (``auto`` is bf16 on a CPU with native bf16 or under MMMOS_CPU_BF16=1, fp32 otherwise)
+    precision = st.group("muq").info.identity["config"]["compute_precision"]
+    assert precision == resolve_precision("auto", "cpu", "muq")
     enc = extract.load_encoder("muq", tiny_weights["muq"])
     w, sr = load_audio(tmp_path / "b.wav")
-    np.testing.assert_allclose(st.group("muq").read("b").astype(np.float32),
-                               enc.embed(resample(w, sr, 24000)), rtol=2e-3, atol=2e-3)
+    want = embed_many(enc, {"b": resample(w, sr, 24000)}, 1, precision)["b"]
+    np.testing.assert_allclose(st.group("muq").read("b").astype(np.float32), want, rtol=2e-3, atol=2e-3)
 
 
 def test_bad_weights_fail_that_encoder_only(tmp_path, tiny_weights):
@@ -245,3 +249,18 @@ def test_shards_partition_the_clips_into_one_store(tmp_path):
         written.append(rep.written["logmel"])
     assert sum(written) == 12 and all(w < 12 for w in written)
     assert sorted(open_store(tmp_path / "c").group("logmel").clip_ids()) == sorted(c for c, _ in rows)
+
+
+def test_precision_is_recorded_as_computed(tmp_path, tiny_weights):
+    """fp16 asked on a CPU computes fp32: the store records fp32, and the frames are those of an fp32 run
+    (the second run finds them cached under the same identity and writes nothing)."""
+    sf.write(tmp_path / "a.wav", _tone(16000, 2.0), 16000)
+    man = _manifest(tmp_path / "m.csv", [("a", str(tmp_path / "a.wav"))])
+    cfg = dict(manifests=[man], store=str(tmp_path / "c"), encoders=["wavlm"], weights=tiny_weights, progress=False,
+               device="cpu")
+    first = run_extract(ExtractConfig(precision="fp16", **cfg))
+    assert first.written == {"wavlm": 1}
+    (info,) = open_store(tmp_path / "c").encoders()
+    assert info.identity["config"]["compute_precision"] == "fp32"
+    again = run_extract(ExtractConfig(precision="fp32", **cfg))
+    assert again.written == {"wavlm": 0} and again.skipped == {"wavlm": 1}

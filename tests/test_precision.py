@@ -35,21 +35,22 @@ def _wave(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("name,seconds", [("wavlm", 33.0), ("muq", 31.0), ("m2d", 12.0)])
-def test_bf16_frames_agree_with_fp32(weights, name, seconds):
+def test_reduced_frames_agree_with_fp32(weights, name, seconds, precision):
     """Whole clips (several chunks each) through embed_many: same frame count, cosine within bounds,
-    and not bit-equal (the bf16 path really ran)."""
+    and not bit-equal (the reduced path really ran)."""
     ref = extract.load_encoder(name, weights[name], device="cpu")
     low = extract.load_encoder(name, weights[name], device="cpu")
     wave = _wave(ref.sample_rate, seconds)
     fa = embed_many(ref, {"c": wave}, 2, "fp32")["c"]
-    fb = embed_many(low, {"c": wave}, 2, "bf16")["c"]
+    fb = embed_many(low, {"c": wave}, 2, precision)["c"]
     assert fa.shape == fb.shape == (ref.expected_frames(len(wave)), ref.dim)
     c = _cos(fa, fb)
     assert c.min() >= COS_MIN and c.mean() >= COS_MEAN, (name, c.min(), c.mean())
     assert not np.array_equal(fa, fb)
     assert fb.dtype == np.float32
-    assert any(p.dtype == torch.bfloat16 for p in low.model.parameters())
+    assert any(p.dtype == P.torch_dtype(precision) for p in low.model.parameters())
     assert all(p.dtype == torch.float32 for p in ref.model.parameters())
 
 
@@ -129,21 +130,51 @@ def test_identity_differs_between_bf16_and_fp32(weights):
 
 
 def test_resolve_precision_per_device_and_encoder(monkeypatch):
+    monkeypatch.delenv(P.CPU_BF16_ENV, raising=False)
     monkeypatch.setattr(P, "cpu_bf16_native", lambda: True)
-    assert P.resolve_precision("auto", "cuda", "wavlm") == "fp16"
+    monkeypatch.setattr(P, "cuda_bf16_supported", lambda device: True)
+    assert P.resolve_precision("auto", "cuda", "wavlm") == "bf16"
+    assert P.resolve_precision("auto", "cuda:1", "m2d") == "bf16"
+    assert P.resolve_precision("fp16", "cuda", "muq") == "fp16"
+    assert P.resolve_precision("auto", "cuda", "logmel") == "fp32"  # numpy: no reduced path anywhere
     assert P.resolve_precision("auto", "cpu", "wavlm") == "bf16"
     assert P.resolve_precision("auto", "cpu", "muq") == "bf16"
     assert P.resolve_precision("auto", "cpu", "m2d") == "fp32"  # not measured to pay
     assert P.resolve_precision("auto", "cpu", "logmel") == "fp32"
     assert P.resolve_precision("auto", "cpu") == "fp32"  # old call shape: no encoder named
     assert P.resolve_precision("auto", "mps", "wavlm") == "fp32"
+    assert P.resolve_precision("bf16", "mps", "wavlm") == "fp32"  # no reduced path measured on mps
     assert P.resolve_precision("bf16", "cpu", "logmel") == "fp32"  # numpy: computes fp32
     assert P.resolve_precision("bf16", "cpu", "m2d") == "bf16"  # asked for explicitly
+    assert P.resolve_precision("fp16", "cpu", "wavlm") == "fp32"  # recorded as what is computed
     assert P.resolve_precision("fp32", "cpu", "wavlm") == "fp32"
+    # an encoder class or instance carries its own traits
+    assert P.resolve_precision("auto", "cpu", extract.encoder_class("muq")) == "bf16"
     monkeypatch.setattr(P, "cpu_bf16_native", lambda: False)
     assert P.resolve_precision("auto", "cpu", "wavlm") == "fp32"
+    assert P.resolve_precision("bf16", "cpu", "wavlm") == "bf16"  # explicit: emulated, but asked for
+    monkeypatch.setattr(P, "cuda_bf16_supported", lambda device: False)  # e.g. a pre-Ampere GPU
+    assert P.resolve_precision("auto", "cuda", "wavlm") == "fp16"
+    assert P.resolve_precision("bf16", "cuda", "muq") == "fp16"
     with pytest.raises(UserError, match="unknown precision"):
         P.resolve_precision("int8", "cpu", "wavlm")
+
+
+@pytest.mark.parametrize("value,expect", [("1", True), ("on", True), ("0", False), ("off", False)])
+def test_environment_switch_forces_the_cpu_bf16_policy(monkeypatch, value, expect):
+    for native in (True, False):
+        monkeypatch.setattr(P, "cpu_bf16_native", lambda native=native: native)
+        monkeypatch.setenv(P.CPU_BF16_ENV, value)
+        assert P.cpu_bf16_policy() is expect
+        assert P.resolve_precision("auto", "cpu", "wavlm") == ("bf16" if expect else "fp32")
+        monkeypatch.delenv(P.CPU_BF16_ENV)
+        assert P.cpu_bf16_policy() is native  # unset: the CPU decides
+
+
+def test_environment_switch_refuses_other_values(monkeypatch):
+    monkeypatch.setenv(P.CPU_BF16_ENV, "maybe")
+    with pytest.raises(UserError, match="MMMOS_CPU_BF16"):
+        P.resolve_precision("auto", "cpu", "wavlm")
 
 
 def test_cpu_bf16_native_reads_flags(tmp_path, monkeypatch):

@@ -4,8 +4,8 @@ Only the encoders the members need are loaded.  A weights file whose sha256 diff
 record is refused (:class:`WeightsMismatchError`, naming the encoder and both hashes); other identity
 differences (config, code version, rates, dim) are refused too, except the compute precision, which changes
 frames only by rounding: each encoder computes in the precision ``--precision`` resolves to for it
-(:func:`mmmos.extract.precision.resolve_precision`; auto: fp16 on CUDA, bf16 on a CPU with native bf16
-for the encoders where it pays, else fp32).  The set holds one encoder per identity key and one precision
+(:func:`mmmos.extract.precision.resolve_precision`; auto: bf16 on CUDA where the GPU has it, else fp16;
+bf16 on a CPU with native bf16 for the encoders where it pays; else fp32).  The set holds one encoder per identity key and one precision
 per encoder, since weights cast to bf16 cannot compute fp32 again.  Weights are looked up in order: the ``weights``
 argument (``--weights NAME=PATH``), the predictor's default weights, the file recorded at extraction time
 if it still exists.  Built-in weight-free encoders (``logmel``) need none.  Frames are rounded to the
@@ -73,8 +73,7 @@ class EncoderSet:
         self.device = select_device(device)
         self.batch_size = int(batch_size)
         try:
-            self.precisions = {k: self._effective(resolve_precision(precision, str(self.device), r["name"]))
-                               for k, r in records.items()}
+            self.precisions = {k: resolve_precision(precision, str(self.device), r["name"]) for k, r in records.items()}
         except ValueError as e:
             raise PredictorError(str(e)) from None
         unused = sorted(set(weights) - set(self.key_of))
@@ -123,10 +122,6 @@ class EncoderSet:
         check_encoder_identity(enc.identity(), rec)
         self.loaded[key] = enc
         return enc
-
-    def _effective(self, precision: str) -> str:
-        # fp16 is CUDA autocast; elsewhere the encoder computes fp32 and the record should say so
-        return "fp32" if precision == "fp16" and not str(self.device).startswith("cuda") else precision
 
     def precision(self, key: str) -> str:
         """The precision encoder ``key`` computes in (fixed for the set's lifetime)."""
