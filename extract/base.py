@@ -12,6 +12,7 @@ batch chunks of *equal shape* from many clips without ever padding them:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -73,6 +74,34 @@ def _check_device(torch, device: str) -> None:
             raise UserError(f"--device {device}: MPS is not available on this machine (use --device cpu or auto)")
     elif kind != "cpu" or index:
         raise UserError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+
+
+def to_device(x: np.ndarray, device: str):
+    """A float32 numpy batch as a tensor on ``device``; to a GPU through pinned memory, copied asynchronously
+    (the forward that follows is queued behind the copy on the same stream)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if str(device).startswith("cuda"):
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+@contextlib.contextmanager
+def exact_fp32(device: str):
+    """fp32 that is fp32 on a GPU: TF32 (10-bit mantissa) off for convolutions and matmuls inside, restored
+    after.  PyTorch enables TF32 for cuDNN convolutions by default, which would round the fp32 front ends."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
 
 
 def load_checkpoint(path: str | os.PathLike, allow: tuple = ()) -> dict:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load
+from .base import EncoderLoadError, FrameEncoder, load_checkpoint, exact_fp32, strict_load, to_device
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -130,11 +130,12 @@ def mel_frames(n_samples: int) -> int:
 
 
 class LogMelFrontEnd:
-    """Wave (16 kHz, 1-D) -> natural-log mel power ``(80, 1 + n // 160)`` float32, on CPU."""
+    """Wave (16 kHz, 1-D) -> natural-log mel power ``(80, 1 + n // 160)`` float32, computed in fp32 on
+    ``device`` (beside a GPU the spectrogram runs there, without TF32; the result comes back as numpy)."""
 
     block_frames = 2048  # frames per conv1d call, bounds memory for long clips
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         n_bins = N_FFT // 2 + 1
         window = np.zeros(N_FFT)
         offset = (N_FFT - WIN_LENGTH) // 2  # centre a shorter window inside the FFT frame
@@ -143,8 +144,9 @@ class LogMelFrontEnd:
         phase = 2.0 * np.pi * ((np.arange(n_bins)[:, None] * np.arange(N_FFT)[None, :]) % N_FFT) / N_FFT
         kernels = np.concatenate([window * np.cos(phase), window * np.sin(phase)])
         self.n_bins = n_bins
-        self.kernels = torch.from_numpy(kernels.astype(np.float32)).unsqueeze(1)  # (2*bins, 1, N_FFT)
-        self.mel_fb = torch.from_numpy(slaney_mel_filterbank().astype(np.float32))  # (80, bins)
+        self.device = str(device)
+        self.kernels = torch.from_numpy(kernels.astype(np.float32)).unsqueeze(1).to(device)  # (2*bins, 1, N_FFT)
+        self.mel_fb = torch.from_numpy(slaney_mel_filterbank().astype(np.float32)).to(device)  # (80, bins)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave, dtype=np.float32)
@@ -153,8 +155,8 @@ class LogMelFrontEnd:
         pad = N_FFT // 2
         if wave.size <= pad:
             raise ValueError(f"m2d: clip of {wave.size} samples is too short; reflect padding needs > {pad} samples")
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(wave))[None, None]
+        with torch.inference_mode(), exact_fp32(self.device):
+            x = to_device(wave, self.device)[None, None]
             x = F.pad(x, (pad, pad), mode="reflect")
             n_frames = mel_frames(wave.size)
             out = []
@@ -164,7 +166,7 @@ class LogMelFrontEnd:
                 spec = F.conv1d(seg, self.kernels, stride=HOP)[0]  # (2*bins, f1 - f0)
                 power = spec[: self.n_bins].square() + spec[self.n_bins :].square()
                 out.append(torch.log(self.mel_fb @ power + LOG_EPS))
-            return torch.cat(out, dim=1).numpy()
+            return torch.cat(out, dim=1).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,7 +416,7 @@ class M2DEncoder(FrameEncoder):
         self.norm_stats = (float(norm_stats[0]), float(norm_stats[1]))
         self.frame_rate = 100.0 / pt
         self.dim = (N_MELS // pf) * model.width
-        self.front_end = LogMelFrontEnd()
+        self.front_end = LogMelFrontEnd(device)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -516,7 +518,7 @@ class M2DEncoder(FrameEncoder):
         if x.ndim != 3 or x.shape[1] != N_MELS or x.shape[2] % self.patch_frames:
             raise ValueError(f"m2d: forward_batch takes (B, {N_MELS}, L) with L a multiple of {self.patch_frames}, got {x.shape}")
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).unsqueeze(1)
+            t = to_device(x, self.device).unsqueeze(1)
             return self.model(t).float().cpu().numpy()
 
     def expected_frames(self, n_samples: int) -> int:

@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load
+from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, to_device
 from .wavlm import align_weight_norm_keys
 
 SAMPLE_RATE = 24000  # MuQ's MelSTFT is fixed to 24 kHz
@@ -277,7 +277,7 @@ class MuQEncoder(FrameEncoder):
             raise ValueError(f"muq: inputs of {x.shape[1]} samples are shorter than {self.min_samples()}")
         if x.shape[1] > self.chunk_samples:
             raise ValueError(f"muq: input of {x.shape[1]} samples is longer than one chunk; use split()")
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        t = to_device(x, self.device)
         with torch.inference_mode():
             out = self.model(t, output_hidden_states=False).last_hidden_state
         return out.float().cpu().numpy()

@@ -28,7 +28,7 @@ import numpy as np
 
 from mmmos.core.errors import UserError
 
-from .base import FrameEncoder
+from .base import FrameEncoder, exact_fp32
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 REDUCED = ("bf16", "fp16")
@@ -162,9 +162,10 @@ def prepare_encoder(enc: FrameEncoder, precision: str) -> None:
 
 
 def _forward(enc: FrameEncoder, x: np.ndarray, precision: str) -> np.ndarray:
-    """``enc.forward_batch(x)`` in ``precision`` (prepared once), as float32."""
+    """``enc.forward_batch(x)`` in ``precision`` (prepared once), as float32; on a GPU without TF32."""
     prepare_encoder(enc, precision)
-    return np.asarray(enc.forward_batch(x), dtype=np.float32)
+    with exact_fp32(enc.device):  # the parts kept fp32 compute in fp32, not TF32
+        return np.asarray(enc.forward_batch(x), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class ExtractReport:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     encoder_seconds: dict[str, float] = field(default_factory=dict)
-    decode_seconds: float = 0.0
+    decode_seconds: float = 0.0  # reading and decoding files, summed over clips (over decode threads)
+    resample_seconds: float = 0.0  # resampling to the encoders' rates, summed over clips
+    write_seconds: float = 0.0  # writing frames to the store (in the writer thread beside a GPU)
     load_seconds: float = 0.0  # loading encoders, hashing weights, scanning the cache, checking sources
 
     def fail(self, clip_id, path, encoder: str, stage: str, err) -> None:
@@ -93,6 +95,10 @@ def format_report(rep: ExtractReport, store: str, shard: tuple[int, int] = (0, 1
                          f"version): reused unverified")
         if rep.busy.get(name):
             lines.append(f"    {rep.busy[name]} clips were being written by another extract: left to it")
+    if rep.audio_seconds:
+        lines.append(f"  time by stage: decode {rep.decode_seconds:.1f} s, resample {rep.resample_seconds:.1f} s "
+                     f"(summed over clips), encoders {sum(rep.encoder_seconds.values()):.1f} s, "
+                     f"write {rep.write_seconds:.1f} s")
     if rep.failures:
         lines.append(f"  {len(rep.failures)} failures (see {failures_path(store, shard)}):")
         for x in rep.failures[:10]:

@@ -19,7 +19,7 @@ from mmmos.cache_store import open_store
 
 from . import load_encoder, select_device
 from .base import FrameEncoder
-from .pipeline import Pipeline, Stage, embed_many, pending_groups
+from .pipeline import Pipeline, Stage, embed_many, feed_settings, pending_groups
 from .plan import Sources, manifest_rows, plan_encoder, select_rows, shard_of
 from .precision import _encoder_identity, _forward, cache_key, resolve_precision
 from .report import ExtractReport, Failure, failures_path, format_report, save_report, shard_suffix, write_failures
@@ -36,8 +36,9 @@ class ExtractConfig:
     device: str | None = None  # None/"auto": cuda -> mps -> cpu
     precision: str = "auto"  # see extract.precision.resolve_precision (resolved per encoder)
     store_dtype: str = "float16"
-    batch_size: int | None = None  # None: 8 on a GPU; 1 on CPU, where stacking clips measured slower
-    group_seconds: float = 120.0  # audio decoded ahead per group
+    batch_size: int | None = None  # None: see pipeline.feed_settings (32 on a GPU; 1 on CPU)
+    group_seconds: float | None = None  # audio decoded ahead per group (None: feed_settings)
+    decode_workers: int | None = None  # decode threads (None: feed_settings; 1 on CPU)
     shard: tuple[int, int] = (0, 1)  # (index, count): this process takes clips whose id hashes to index
     limit: int | None = None
     progress: bool = True
@@ -128,16 +129,15 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     rep.clips_total = len(rows)
     store = open_store(cfg.store, backend=cfg.backend, create=True)
     device = select_device(cfg.device)
-    batch_size = cfg.batch_size or (1 if device == "cpu" else 8)
+    feed = feed_settings(device, cfg.batch_size, cfg.group_seconds, cfg.decode_workers, cfg.overlap)
     t_load = time.perf_counter()
     sources = Sources()
     stages = _stages(cfg, store, rows, sources, device, rep)
     rep.load_seconds = time.perf_counter() - t_load
-    pending, groups = pending_groups(stages, rows, cfg.group_seconds, batch_size)
-    overlap = cfg.overlap if cfg.overlap is not None else device != "cpu"
+    pending, groups = pending_groups(stages, rows, feed.group_seconds, feed.batch_size)
     prog = _Progress(len(pending), cfg.progress and len(pending) > 0)
     try:
-        Pipeline(stages, rows, sources, rep, batch_size, overlap).run(groups, prog)
+        Pipeline(stages, rows, sources, rep, feed).run(groups, prog)
     finally:
         _close_writers(stages, rows, rep)
         prog.close()

@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks
+from .base import EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks, to_device
 
 SAMPLE_RATE = 16000
 MAX_CHUNK_FRAMES = 1500  # 30 s at 50 Hz: SPEC caps chunks at 30 s (attention memory ~ T^2)
@@ -470,7 +470,7 @@ class WavLMEncoder(FrameEncoder):
             raise ValueError(f"wavlm: inputs of {x.shape[1]} samples are shorter than {self.min_samples()}")
         if x.shape[1] > self.max_chunk_frames * self.hop + self.receptive_field - self.hop:
             raise ValueError(f"wavlm: input of {x.shape[1]} samples is longer than one chunk; use split()")
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        t = to_device(x, self.device)
         if self.normalize:  # as Wav2Vec2FeatureExtractor(do_normalize=True), per item
             t = (t - t.mean(1, keepdim=True)) / torch.sqrt(t.var(1, unbiased=False, keepdim=True) + 1e-7)
         with torch.inference_mode():

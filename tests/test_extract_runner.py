@@ -106,17 +106,22 @@ def test_bad_input_is_reported_and_good_clips_are_correct(bad_corpus, tmp_path, 
     assert np.isfinite(g.read("silent").astype(np.float32)).all()
 
 
-def test_background_threads_give_the_same_cache(bad_corpus, tmp_path):
+@pytest.mark.parametrize("feed", [dict(overlap=True), dict(overlap=True, decode_workers=3, batch_size=4,
+                                                             group_seconds=600.0)])
+def test_background_threads_and_decode_pool_give_the_same_cache(bad_corpus, tmp_path, feed):
+    """Decoding ahead, writing in a thread and (as beside a GPU) a decode pool with larger groups and
+    batches store the same bits and the same failures as the plain in-line run."""
     _, man = bad_corpus
     reps = {}
-    for overlap in (False, True):
-        reps[overlap] = run_extract(ExtractConfig(manifests=[man], store=str(tmp_path / f"c{overlap}"),
-                                                  encoders=["logmel", "logmel_slow"], overlap=overlap, progress=False))
-    assert reps[True].written == reps[False].written
-    assert sorted((f.clip_id, f.encoder) for f in reps[True].failures) == \
-        sorted((f.clip_id, f.encoder) for f in reps[False].failures)
+    for name, kw in (("plain", dict(overlap=False)), ("fed", feed)):
+        reps[name] = run_extract(ExtractConfig(manifests=[man], store=str(tmp_path / name),
+                                               encoders=["logmel", "logmel_slow"], progress=False, **kw))
+    assert reps["fed"].written == reps["plain"].written
+    assert sorted((f.clip_id, f.encoder, f.stage) for f in reps["fed"].failures) == \
+        sorted((f.clip_id, f.encoder, f.stage) for f in reps["plain"].failures)
+    assert reps["fed"].decode_seconds > 0 and reps["fed"].resample_seconds > 0 and reps["fed"].write_seconds > 0
     for name in ("logmel", "logmel_slow"):
-        a, b = open_store(tmp_path / "cFalse").group(name), open_store(tmp_path / "cTrue").group(name)
+        a, b = open_store(tmp_path / "plain").group(name), open_store(tmp_path / "fed").group(name)
         assert a.clip_ids() == b.clip_ids()
         for cid in a.clip_ids():
             np.testing.assert_array_equal(a.read(cid), b.read(cid))

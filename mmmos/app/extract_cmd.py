@@ -40,12 +40,16 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     from mmmos.extract.precision import PRECISIONS
 
     e.add_argument("--precision", choices=list(PRECISIONS), default="auto",
-                   help="encoder compute precision, resolved per encoder (auto: fp16 on cuda; on CPU bf16 where "
-                        "native and supported, else fp32); part of the cache identity")
+                   help="encoder compute precision, resolved per encoder (auto: bf16 on cuda, fp16 where the GPU lacks "
+                        "bf16; on CPU bf16 where native and the encoder gains, else fp32; MMMOS_CPU_BF16=0/1 forces "
+                        "the CPU rule); recorded as computed, part of the cache identity")
     e.add_argument("--store-dtype", choices=["float16", "float32"], default="float16", help="dtype of stored frames")
     e.add_argument("--batch-size", type=positive_int, default=None,
-                   help="equal-shape encoder inputs per forward pass (default: 8 on a GPU, 1 on CPU where batching "
-                        "measured slower)")
+                   help="equal-shape encoder inputs per forward pass (default: 32 on a GPU, halved when it runs out of "
+                        "memory; 1 on CPU where batching measured slower)")
+    e.add_argument("--decode-workers", type=positive_int, default=None,
+                   help="threads decoding and resampling audio (default: up to 8 beside a GPU, leaving two cores; "
+                        "1 on CPU, where they would compete with the encoders)")
     e.add_argument("--shard", type=parse_shard, default=(0, 1),
                    help="I/N: process only the clips whose id hashes to shard I of N (parallel workers, one store)")
     e.add_argument("--limit", type=positive_int, help="only the first N clips (for a trial run)")
@@ -112,7 +116,7 @@ def config_from_args(a: argparse.Namespace):
     return ExtractConfig(
         manifests=a.manifest, store=a.store, encoders=encoders, weights=weights, backend=a.backend,
         data_root=a.data_root, device=a.device, precision=a.precision, store_dtype=a.store_dtype,
-        batch_size=a.batch_size, shard=a.shard, limit=a.limit, progress=not a.no_progress,
+        batch_size=a.batch_size, decode_workers=getattr(a, "decode_workers", None), shard=a.shard, limit=a.limit, progress=not a.no_progress,
         verify=getattr(a, "verify", False), task=getattr(a, "task", None), prompts=getattr(a, "prompts", None),
         prompt=getattr(a, "prompt", None))
 

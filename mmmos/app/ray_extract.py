@@ -43,8 +43,9 @@ class ExtractWorker:
         self.cfg = cfg
         self.store = open_store(cfg.store)
         self.device = select_device(device)
-        self.batch_size = cfg.batch_size or (1 if self.device == "cpu" else 8)
-        self.overlap = cfg.overlap if cfg.overlap is not None else self.device != "cpu"
+        from mmmos.extract.pipeline import feed_settings
+
+        self.feed = feed_settings(self.device, cfg.batch_size, cfg.group_seconds, cfg.decode_workers, cfg.overlap)
         self.load_failures: list[Failure] = []
         self.stages = []  # (name, encoder, writer, precision)
         for name in cfg.encoders:
@@ -82,10 +83,10 @@ class ExtractWorker:
             rep.skipped[name], rep.written[name], rep.encoder_seconds[name] = plan.reused, 0, 0.0
             rep.stale[name], rep.repaired[name], rep.unverified[name] = plan.stale, plan.damaged, plan.unverified
             stages.append(Stage(name, enc, writer, plan, precision))
-        pending, groups = pending_groups(stages, rows, self.cfg.group_seconds, self.batch_size)
+        pending, groups = pending_groups(stages, rows, self.feed.group_seconds, self.feed.batch_size)
         before = {s.name: len(s.writer.committed) for s in stages}
         try:
-            Pipeline(stages, rows, sources, rep, self.batch_size, self.overlap).run(groups, _Quiet())
+            Pipeline(stages, rows, sources, rep, self.feed).run(groups, _Quiet())
         finally:
             for s in stages:
                 try:
@@ -135,6 +136,8 @@ def merge_report(into: ExtractReport, part: ExtractReport) -> None:
     into.failures.extend(part.failures)
     into.audio_seconds += part.audio_seconds
     into.decode_seconds += part.decode_seconds
+    into.resample_seconds += part.resample_seconds
+    into.write_seconds += part.write_seconds
 
 
 def make_units(rows: dict[str, str], workers: int, unit_clips: int | None) -> list[dict[str, str]]:
