@@ -38,7 +38,7 @@ def default_benches() -> list[str]:
 def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
     mod = importlib.import_module(BENCHES[name])
     if name == "extract":
-        mod.run(out, a.seconds)
+        mod.run(out, a.extract_clips, a.device, backend=a.backend)
         return out / "extract.md"
     if name == "predict":
         return mod.run(out, a.predict_seconds)
@@ -64,7 +64,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHES))
     ap.add_argument("--scale", type=float, default=0.25, help="sweep benchmark size as a fraction of the challenge data")
     ap.add_argument("--schedules", default="early,full", help="sweep schedules: early (patience 2) and/or full (10 epochs)")
-    ap.add_argument("--seconds", type=float, default=180.0, help="audio seconds for the extraction benchmark")
+    ap.add_argument("--seconds", type=float, default=180.0, help="audio seconds for the Ray benchmark")
+    ap.add_argument("--extract-clips", type=int, default=18, help="10-s clips for the extraction benchmark")
+    ap.add_argument("--device", default="cpu", help="device of the extraction benchmark (cpu, cuda, auto)")
+    ap.add_argument("--backend", default="zarr", choices=["zarr", "hdf5"], help="store of the extraction benchmark")
     ap.add_argument("--predict-seconds", type=float, default=90.0, help="audio seconds for the predict benchmark")
     ap.add_argument("--threads-files", type=int, default=120, help="short files for the threads benchmark")
     ap.add_argument("--threads-reps", type=int, default=3, help="interleaved repetitions of the threads benchmark")
