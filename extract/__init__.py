@@ -1,7 +1,9 @@
 """Stage 1: frozen encoders and the extraction runner.
 
 Encoders are looked up by name in ``ENCODERS`` (one line per encoder; modules are
-imported lazily so ``import extract`` stays light)::
+imported lazily so ``import extract`` stays light).  Each encoder class carries its traits - ``modality``
+(audio or text), ``needs_weights``, the precision traits of :class:`FrameEncoder` - and the lists below are
+derived from them::
 
     enc = extract.load_encoder("wavlm", "/models/wavlm-base-plus")
     frames = enc.embed(wave_16k)          # (T, 768) float32
@@ -23,10 +25,25 @@ ENCODERS: dict[str, str] = {
     "roberta": "mmmos.extract.roberta:RobertaTextEncoder",
     "hashtext": "mmmos.extract.roberta:HashTextEncoder",
 }
-#: The encoders of :data:`ENCODERS` that read text prompts instead of audio.
-TEXT_ENCODERS = ("roberta", "hashtext")
-#: Encoders that need no ``--weights``.
-WEIGHT_FREE = ("logmel", "logmel_slow", "hashtext")
+
+
+def modality(name: str) -> str:
+    """``"audio"`` or ``"text"`` (reads prompts): the registered class's ``modality``."""
+    return getattr(encoder_class(name), "modality", "audio")
+
+
+def needs_weights(name: str) -> bool:
+    """Whether encoder ``name`` loads from ``--weights`` (its class's ``needs_weights``)."""
+    return bool(getattr(encoder_class(name), "needs_weights", True))
+
+
+def __getattr__(attr: str):
+    # TEXT_ENCODERS / WEIGHT_FREE: derived from the classes on first use (importing every encoder module)
+    if attr == "TEXT_ENCODERS":
+        return tuple(n for n in ENCODERS if modality(n) == "text")
+    if attr == "WEIGHT_FREE":
+        return tuple(n for n in ENCODERS if not needs_weights(n))
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def encoder_class(name: str):
@@ -55,4 +72,5 @@ def load_encoder(name: str, weights=None, device: str | None = None, **options) 
     return encoder_class(name).from_weights(weights, device=select_device(device), **options)
 
 
-__all__ = ["ENCODERS", "TEXT_ENCODERS", "WEIGHT_FREE", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "parse_weights", "select_device", "sha256_file"]
+__all__ = ["ENCODERS", "EncoderLoadError", "FrameEncoder", "encoder_class", "load_encoder", "modality", "needs_weights",
+           "parse_weights", "select_device", "sha256_file"]

@@ -195,6 +195,8 @@ class FrameEncoder:
     sample_rate: int = 16000
     frame_rate: float = 50.0
     dim: int = 0
+    modality: str = "audio"  # what it reads: audio clips (``embed``); text encoders say "text" (extract.text)
+    needs_weights: bool = True  # loads from local weights (``--weights NAME=PATH``)
     # precision traits, read by extract.precision.resolve_precision:
     #: reduced precisions (``bf16``, ``fp16``) with a ``prepare_precision`` path; empty: always fp32
     reduced_precisions: tuple[str, ...] = ()

@@ -32,6 +32,7 @@ def _mel_filterbank(n_mels: int, n_fft: int, sr: int, fmin: float, fmax: float) 
 
 class LogMelEncoder(FrameEncoder):
     name = "logmel"
+    needs_weights = False  # built in
     sample_rate = 16000
     n_mels, n_fft, hop = 80, N_FFT, HOP
 

@@ -56,6 +56,8 @@ class TextEncoder:
 
     name: str = "text"
     dim: int = 0
+    modality: str = "text"  # reads prompts, not audio
+    needs_weights: bool = True
 
     def __init__(self, *, max_length: int = MAX_LENGTH, config: dict | None = None) -> None:
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
@@ -232,6 +234,7 @@ class HashTextEncoder(TextEncoder):
     """Weight-free deterministic text vectors (see the module doc); ``dim`` 64 by default."""
 
     name = "hashtext"
+    needs_weights = False  # built in
 
     def __init__(self, *, dim: int = 64, max_length: int = MAX_LENGTH, ngram: int = 3) -> None:
         super().__init__(max_length=max_length, config={"ngram": ngram, "hash": "blake2b-8"})

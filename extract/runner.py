@@ -73,10 +73,10 @@ class _Progress:
 
 def _stages(cfg: ExtractConfig, store, rows, sources, device, rep) -> list[Stage]:
     """Load each audio encoder and plan its clips; an encoder that fails to load is a failure, not a stop."""
-    from . import TEXT_ENCODERS
+    from . import modality
 
     stages = []
-    for name in (e for e in cfg.encoders if e not in TEXT_ENCODERS):
+    for name in (e for e in cfg.encoders if modality(e) == "audio"):
         try:
             enc: FrameEncoder = load_encoder(name, cfg.weights.get(name), device=device)
         except Exception as e:  # noqa: BLE001 - a bad weights file stops only this encoder
@@ -104,10 +104,10 @@ def _close_writers(stages: list[Stage], rows: dict[str, str], rep: ExtractReport
 def _text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, device, rep) -> list:
     """The text encoders over the distinct prompts of this run's clips (extract/text.py); clips without a
     usable prompt are failures of every text encoder.  Returns the per-encoder results."""
-    from . import TEXT_ENCODERS
+    from . import modality
     from .text import distinct_prompts, run_text_encoders
 
-    names = [e for e in cfg.encoders if e in TEXT_ENCODERS]
+    names = [e for e in cfg.encoders if modality(e) == "text"]
     if not names:
         return []
     for m, p in prompt_problems:

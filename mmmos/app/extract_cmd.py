@@ -81,9 +81,9 @@ def add_prompt_arguments(e: argparse.ArgumentParser) -> None:
 def _check_text_encoders(a: argparse.Namespace, encoders: list[str]) -> None:
     from mmmos.core.manifests import has_prompts
     from mmmos.core.tasks import get_task
-    from mmmos.extract import TEXT_ENCODERS
+    from mmmos.extract import modality
 
-    text = [e for e in encoders if e in TEXT_ENCODERS]
+    text = [e for e in encoders if modality(e) == "text"]
     if text and not has_prompts(get_task(getattr(a, "task", None))):
         raise UserError(f"text encoder(s) {', '.join(text)} need clips with prompts: use --task track1")
     if text and getattr(a, "ray", None) is not None:
@@ -106,10 +106,10 @@ def config_from_args(a: argparse.Namespace):
     unknown = [e for e in encoders if e not in ENCODERS]
     if unknown:
         raise UserError(f"unknown encoder(s) {', '.join(unknown)}; known: {', '.join(sorted(ENCODERS))}")
-    from mmmos.extract import WEIGHT_FREE
+    from mmmos.extract import needs_weights
 
     _check_text_encoders(a, encoders)
-    missing = [e for e in encoders if e not in WEIGHT_FREE and e not in weights]
+    missing = [e for e in encoders if needs_weights(e) and e not in weights]
     if missing:
         raise UserError("no weights given for " + ", ".join(missing) + " (use --weights NAME=PATH; models load only "
                         "from local files — see README 'Encoder weights')")
