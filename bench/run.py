@@ -19,6 +19,7 @@ BENCHES = {  # name -> module with run(out, ...) returning (or writing) its mark
     "predict": "bench.predict_bench",
     "threads": "bench.threads_bench",
     "precision": "bench.precision_bench",
+    "precision_profile": "bench.precision_profile",
     "faults": "bench.faults",
     "ray": "bench.ray_bench",
     "track1": "bench.track1_bench",
@@ -29,7 +30,7 @@ def default_benches() -> list[str]:
     """Every benchmark, without ``precision`` where the CPU has no native bf16 (and no GPU)."""
     from mmmos.extract.precision import cpu_bf16_native
 
-    names = list(BENCHES)
+    names = [n for n in BENCHES if n != "precision_profile"]  # an experiment's record: --only precision_profile
     if not cpu_bf16_native():
         names.remove("precision")
     return names
@@ -55,6 +56,9 @@ def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
         return out / "ray.md"
     if name == "track1":
         return mod.run(out, 16, 8, 2, False)
+    if name == "precision_profile":
+        mod.main(["--out", str(out)])
+        return out / "precision_profile.md"
     return Path(mod.run(out))
 
 

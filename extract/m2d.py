@@ -388,7 +388,7 @@ class M2DEncoder(FrameEncoder):
     frame_rate = 100.0 / 16  # mel frames per second / patch width
     dim = 3840
     reduced_precisions = ("bf16", "fp16")
-    cpu_auto_bf16 = False  # see README "Precision": measured below the gain that pays for the rounding
+    cpu_auto_bf16 = True  # 3.2x fp32 on an AVX-512-BF16 CPU at one thread, cosine >= 0.9999 (bench/precision_profile.py)
 
     _OPTIONS = ("input_frames",)
 

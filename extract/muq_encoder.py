@@ -283,15 +283,17 @@ class MuQEncoder(FrameEncoder):
         return out.float().cpu().numpy()
 
     def prepare_precision(self, precision: str) -> None:
-        """Cast the conformer to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
+        """Cast the model to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
 
-        The mel front end, its normalisation and the two conv blocks stay fp32 (the mel power of band-limited
-        audio underflows fp16 and overflows it for loud audio; the convs would spend their gain re-laying out
-        fp32 input); rotary frequencies stay fp32.
-        The codebook projection (training logits, never part of the frames) is replaced by an empty one.
+        The mel spectrogram and its normalisation (no modules: they run on the fp32 input) always stay fp32,
+        and so do the first conv block's two convolutions that read the normalised mel (``conv1`` and the
+        strided shortcut ``conv3``, with their BatchNorms); rotary frequencies stay fp32.  In bf16 the rest of
+        the conv blocks and the conformer are cast: the fp32 conv blocks were two thirds of MuQ's bf16 time
+        on an AVX-512-BF16 CPU, and casting them took MuQ from 1.7x to 2.75x fp32 (one thread, frame cosine
+        >= 0.9998; bench/precision_profile.py).  In fp16 (narrow range: mel power of loud audio overflows it)
+        both conv blocks stay fp32, the conformer alone is cast.  The codebook projection (training logits,
+        never part of the frames) is replaced by an empty one.
         """
-        import torch
-
         from .precision import cast_except, cast_output, torch_dtype
 
         if precision not in self.reduced_precisions:
@@ -299,8 +301,14 @@ class MuQEncoder(FrameEncoder):
         dtype = torch_dtype(precision)
         mm = self.model.model
         mm.linear = _no_logits_module()
-        cast_except(self.model, dtype, keep=(mm.conv,))  # the MelSTFT is no nn.Module: never cast
-        cast_output(mm.conv, dtype)
+        b0 = mm.conv.conv[0]  # first Res2d block; strided, so its shortcut is conv3 + bn3 (never the raw input)
+        if precision == "bf16" and b0.diff:
+            cast_except(self.model, dtype, keep=(b0.conv1, b0.bn1, b0.conv3, b0.bn3))  # MelSTFT: no module
+            cast_output(b0.bn1, dtype)  # -> relu -> conv2 (bf16)
+            cast_output(b0.bn3, dtype)  # shortcut, added to bn2's bf16 output
+        else:
+            cast_except(self.model, dtype, keep=(mm.conv,))
+            cast_output(mm.conv, dtype)
         for mod in self.model.modules():  # rotary cache may hold fp32 tables from an earlier call
             if hasattr(mod, "cached_rotary_positional_embedding"):
                 mod.cached_sequence_length = None

@@ -478,12 +478,15 @@ class WavLMEncoder(FrameEncoder):
         return out.float().cpu().numpy()
 
     def prepare_precision(self, precision: str) -> None:
-        """Cast the transformer to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
+        """Cast the model to ``precision`` (bf16 or fp16) once; called by ``extract.precision``.
 
-        The conv front end and the feature projection (with its LayerNorm over the conv features) stay
-        fp32: the front end's first layer sees raw samples through a GroupNorm, and a bf16 conv front end
-        spends its gain re-laying out fp32 input for oneDNN.  The positional conv's weight norm is folded
-        into a plain weight first (in fp32), so it is neither recomputed per call nor computed in bf16.
+        The first conv layer (conv, GroupNorm and GELU over raw samples) always stays fp32.  In bf16 (fp32's
+        exponent range) the other six conv layers, the feature projection and the transformer are cast: the
+        fp32 conv layers were half of WavLM's bf16 time on an AVX-512-BF16 CPU, and casting them took WavLM
+        from 1.8x to 2.2x fp32 (one thread, frame cosine >= 0.9998; bench/precision_profile.py).  In fp16
+        (narrow range) the whole conv front end and the feature projection stay fp32, the transformer alone
+        is cast.  The positional conv's weight norm is folded into a plain weight first (in fp32), so it is
+        neither recomputed per call nor computed in reduced precision.
         """
         import torch
         from torch.nn.utils import parametrize
@@ -499,8 +502,13 @@ class WavLMEncoder(FrameEncoder):
             parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
         elif hasattr(conv, "weight_g"):  # old-style weight_norm hook
             torch.nn.utils.remove_weight_norm(conv)
-        cast_except(m, dtype, keep=(m.feature_extractor, m.feature_projection))
-        cast_output(m.feature_projection, dtype)
+        if precision == "bf16":
+            first = m.feature_extractor.conv_layers[0]
+            cast_except(m, dtype, keep=(first,))
+            cast_output(first, dtype)
+        else:
+            cast_except(m, dtype, keep=(m.feature_extractor, m.feature_projection))
+            cast_output(m.feature_projection, dtype)
 
     def join(self, outputs: list[np.ndarray], wave: np.ndarray) -> np.ndarray:
         frames = super().join(outputs, wave)

@@ -58,9 +58,11 @@ def test_wavlm_front_end_stays_fp32_and_bit_identical(weights):
     ref = extract.load_encoder("wavlm", weights["wavlm"])
     enc = extract.load_encoder("wavlm", weights["wavlm"])
     P.prepare_encoder(enc, "bf16")
-    for part in ("feature_extractor", "feature_projection"):
-        got, want = getattr(enc.model, part).state_dict(), getattr(ref.model, part).state_dict()
-        assert all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
+    # the first conv layer (conv + GroupNorm over raw samples) stays fp32 and untouched
+    got = enc.model.feature_extractor.conv_layers[0].state_dict()
+    want = ref.model.feature_extractor.conv_layers[0].state_dict()
+    assert all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
+    assert enc.model.feature_extractor.conv_layers[1].conv.weight.dtype == torch.bfloat16
     assert enc.model.encoder.layers[0].attention.q_proj.weight.dtype == torch.bfloat16
     # weight norm folded into a plain weight (no per-call recomputation) equal to the fp32 model's effective one
     conv = enc.model.encoder.pos_conv_embed.conv
@@ -75,7 +77,9 @@ def test_muq_keeps_rotary_frequencies_and_front_end_fp32(weights):
     inv = [(n, b) for n, b in enc.model.named_buffers() if n.endswith("inv_freq")]
     want = dict(ref.model.named_buffers())
     assert inv and all(b.dtype == torch.float32 and torch.equal(b, want[n]) for n, b in inv)
-    assert all(p.dtype == torch.float32 for p in enc.model.model.conv.parameters())
+    b0 = enc.model.model.conv.conv[0]  # the convs that read the normalised mel
+    assert all(p.dtype == torch.float32 for m in (b0.conv1, b0.bn1, b0.conv3, b0.bn3) for p in m.parameters())
+    assert b0.conv2.weight.dtype == torch.bfloat16
     assert enc.model.model.conformer.layers[0].self_attn.linear_q.weight.dtype == torch.bfloat16
 
 
@@ -139,7 +143,7 @@ def test_resolve_precision_per_device_and_encoder(monkeypatch):
     assert P.resolve_precision("auto", "cuda", "logmel") == "fp32"  # numpy: no reduced path anywhere
     assert P.resolve_precision("auto", "cpu", "wavlm") == "bf16"
     assert P.resolve_precision("auto", "cpu", "muq") == "bf16"
-    assert P.resolve_precision("auto", "cpu", "m2d") == "fp32"  # not measured to pay
+    assert P.resolve_precision("auto", "cpu", "m2d") == "bf16"
     assert P.resolve_precision("auto", "cpu", "logmel") == "fp32"
     assert P.resolve_precision("auto", "cpu") == "fp32"  # old call shape: no encoder named
     assert P.resolve_precision("auto", "mps", "wavlm") == "fp32"
