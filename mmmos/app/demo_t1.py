@@ -155,6 +155,7 @@ def run_track1_demo(a: argparse.Namespace) -> int:
     print(f"  ensembles:   {run / 'ensembles' / 'table_iv.md'}")
     print(f"  answer file: {out / 'answer.txt'}   (mmmos score --task track1 --pred {out / 'answer.txt'} "
           f"--truth {sets['pam_dev']})")
+    print(f"  submission:  {out / 'answer.zip'}   (answer.txt inside, as the challenge takes it)")
     print(f"  report:      {report}")
     print(f"  model:       {model}   (try: mmmos predict FILE.wav --prompt TEXT --model {model})")
     print(f"  predictions: {preds}")
