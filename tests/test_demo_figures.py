@@ -28,4 +28,4 @@ def test_repository_readme_has_the_track1_block():
 
 def test_missing_demo_output_is_exit_2(tmp_path, capsys):
     assert main(["--task", "track1", "--out", str(tmp_path)]) == 2
-    assert "run the demo" in capsys.readouterr().err
+    assert "no Track 1 demo output" in capsys.readouterr().err
