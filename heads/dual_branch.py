@@ -2,15 +2,20 @@
 
 MI branch (first task axis): sinusoidal positional encoding -> one post-LN Transformer encoder layer
 (``d_model`` = ``in_dim``, 4 heads, FF 2048, ReLU, dropout 0.3) -> attentive pooling over the valid frames ->
-MLP ``in_dim -> 512 -> 256 -> K``.
+MLP ``in_dim -> 512 -> 256 -> K``. In training, dropout (the head's ``dropout``) is applied to the input frames
+plus positional encoding before the Transformer, as the public code's positional-encoding module does.
 
 TA branch (second axis): the audio (the Transformer output; the raw frames when ``decoupled``) and the text
 (``text_dim -> ta_dim``) are projected to ``ta_dim`` = 768 -> multi-head cross-attention (4 heads, dropout 0.3,
 text = query, audio = key/value) -> LayerNorm (no residual) -> attentive pooling over the real text tokens ->
-MLP ``ta_dim -> 384 -> 192 -> K``.
+MLP ``ta_dim -> 384 -> 192 -> K`` (CORAL: the recipe gives both branches 512 -> 256).
+
+Dropout inside the output MLPs follows the public modules: the distribution and scalar MLPs drop out after
+their first hidden layer only; the CORAL head after every hidden layer.
 
 ``lstm_head``: each branch's pooled vector goes through a one-directional LSTM as a length-1 sequence
-before its MLP. ``output``: ``distribution`` (K = ``num_bins`` logits), ``coral`` (K = 4 monotone threshold
+(MI ``in_dim -> mi_lstm`` = 512, TA ``ta_dim -> ta_lstm`` = 384) and then one Linear to K, which replaces the
+whole output MLP (the public LSTM-head model). ``output``: ``distribution`` (K = ``num_bins`` logits), ``coral`` (K = 4 monotone threshold
 logits, ``z0 = r0, zj = z(j-1) - softplus(rj)``), ``scores`` (K = 1, returned as ``(B, 2)``).
 
 Masks are real, unlike the public code: padded audio frames never enter self-attention, cross-attention keys
@@ -56,30 +61,39 @@ class AttentivePooling(nn.Module):
         return torch.bmm(w.unsqueeze(1), x).squeeze(1)
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float) -> nn.Sequential:
-    """``in -> h1 -> ... -> out`` with ReLU and dropout after each hidden layer."""
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float, dropout_all: bool = False) -> nn.Sequential:
+    """``in -> h1 -> ... -> out`` with ReLU after each hidden layer and dropout after the first one
+    (``dropout_all``: after each one). Both patterns are the public modules' (module indices match theirs)."""
     layers: list[nn.Module] = []
     d = in_dim
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU(), nn.Dropout(dropout)]
+    for i, h in enumerate(hidden):
+        layers += [nn.Linear(d, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout_all or i == 0 else [])
         d = h
     layers.append(nn.Linear(d, out_dim))
     return nn.Sequential(*layers)
 
 
 class BranchOutput(nn.Module):
-    """Pooled vector -> (optional length-1 LSTM) -> MLP -> K outputs (made monotone for CORAL)."""
+    """Pooled vector -> MLP -> K outputs, or (``lstm`` = its hidden size) a length-1 LSTM -> one Linear -> K;
+    made monotone for CORAL."""
 
-    def __init__(self, dim: int, hidden: Sequence[int], k: int, dropout: float, lstm: bool, coral: bool) -> None:
+    def __init__(self, dim: int, hidden: Sequence[int], k: int, dropout: float, lstm: int | None,
+                 coral: bool) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(dim, dim, batch_first=True) if lstm else None
-        self.mlp = mlp(dim, hidden, k, dropout)
+        self.lstm: nn.LSTM | None = None
+        self.fc: nn.Linear | None = None
+        self.mlp: nn.Sequential | None = None
+        if lstm:
+            self.lstm, self.fc = nn.LSTM(dim, lstm, batch_first=True), nn.Linear(lstm, k)
+        else:  # the public CORAL head drops out after each hidden layer, its distribution/scalar MLPs after the first
+            self.mlp = mlp(dim, hidden, k, dropout, dropout_all=coral)
         self.coral = coral
 
     def forward(self, pooled: Tensor) -> Tensor:
         if self.lstm is not None:
-            pooled = self.lstm(pooled.unsqueeze(1))[0].squeeze(1)
-        out = self.mlp(pooled)
+            out = self.fc(self.lstm(pooled.unsqueeze(1))[0].squeeze(1))
+        else:
+            out = self.mlp(pooled)
         if self.coral:  # same rule as losses.coral_logits (heads may not import losses)
             out = torch.cat([out[:, :1], out[:, :1] - torch.cumsum(F.softplus(out[:, 1:]), dim=-1)], dim=-1)
         return out
@@ -96,17 +110,19 @@ class DualBranchHead(Head):
                  ta_dim: int = 768, n_heads: int = 4, ff_dim: int = 2048, dropout: float = 0.3,
                  output: str = "distribution", num_bins: int = 20, decoupled: bool = False,
                  lstm_head: bool = False, mi_hidden: Sequence[int] = (512, 256),
-                 ta_hidden: Sequence[int] = (384, 192)) -> None:
+                 ta_hidden: Sequence[int] = (384, 192), mi_lstm: int = 512, ta_lstm: int = 384) -> None:
         if output not in OUTPUT_K:
             raise ValueError(f"heads (dual_branch): output must be one of {', '.join(OUTPUT_K)}, got {output!r}")
         hp: dict[str, Any] = dict(text_dim=text_dim, ta_dim=ta_dim, n_heads=n_heads, ff_dim=ff_dim, dropout=dropout,
                                   output=output, num_bins=num_bins, decoupled=bool(decoupled),
-                                  lstm_head=bool(lstm_head), mi_hidden=list(mi_hidden), ta_hidden=list(ta_hidden))
+                                  lstm_head=bool(lstm_head), mi_hidden=list(mi_hidden), ta_hidden=list(ta_hidden),
+                                  mi_lstm=mi_lstm, ta_lstm=ta_lstm)
         super().__init__(in_dim, n_axes=N_BRANCHES if n_axes is None else n_axes, **hp)
         if self.n_axes != N_BRANCHES:
             raise ValueError(f"heads (dual_branch): predicts exactly {N_BRANCHES} axes, got n_axes={self.n_axes}")
         for what, v in (("text_dim", text_dim), ("ta_dim", ta_dim), ("n_heads", n_heads), ("ff_dim", ff_dim),
-                        ("num_bins", num_bins), *((f"mi_hidden[{i}]", h) for i, h in enumerate(mi_hidden)),
+                        ("num_bins", num_bins), ("mi_lstm", mi_lstm), ("ta_lstm", ta_lstm),
+                        *((f"mi_hidden[{i}]", h) for i, h in enumerate(mi_hidden)),
                         *((f"ta_hidden[{i}]", h) for i, h in enumerate(ta_hidden))):
             check_positive_int(v, what, self.name)
         for what, d in (("in_dim", in_dim), ("ta_dim", ta_dim)):
@@ -117,16 +133,17 @@ class DualBranchHead(Head):
         self.text_dim, self.decoupled = text_dim, bool(decoupled)
         k = OUTPUT_K[output] or num_bins
         self.k = k
+        self.input_dropout = nn.Dropout(dropout)  # the public positional-encoding module's dropout (frames + PE)
         self.encoder = nn.TransformerEncoderLayer(in_dim, n_heads, ff_dim, dropout, activation="relu",
                                                   batch_first=True, norm_first=False)
         self.mi_pool = AttentivePooling(in_dim)
-        self.mi_out = BranchOutput(in_dim, mi_hidden, k, dropout, lstm_head, output == "coral")
+        self.mi_out = BranchOutput(in_dim, mi_hidden, k, dropout, mi_lstm if lstm_head else None, output == "coral")
         self.audio_proj = nn.Linear(in_dim, ta_dim)
         self.text_proj = nn.Linear(text_dim, ta_dim)
         self.cross = nn.MultiheadAttention(ta_dim, n_heads, dropout=dropout, batch_first=True)
         self.cross_norm = nn.LayerNorm(ta_dim)
         self.ta_pool = AttentivePooling(ta_dim)
-        self.ta_out = BranchOutput(ta_dim, ta_hidden, k, dropout, lstm_head, output == "coral")
+        self.ta_out = BranchOutput(ta_dim, ta_hidden, k, dropout, ta_lstm if lstm_head else None, output == "coral")
 
     def _check_text(self, text: Tensor, text_mask: Tensor, batch: int) -> Tensor:
         """``text`` float (B, L, text_dim), ``text_mask`` (B, L) with >= 1 real token a row; returns bool mask."""
@@ -151,8 +168,8 @@ class DualBranchHead(Head):
         t = audio.shape[1]
         audio_valid = torch.arange(t, device=audio.device).unsqueeze(0) < lengths.to(audio.device).unsqueeze(1)
         pad = ~audio_valid
-        x = audio + sinusoidal_encoding(t, audio.shape[2], audio.device, audio.dtype).unsqueeze(0)
-        h = self.encoder(x, src_key_padding_mask=pad)
+        x = self.input_dropout(audio + sinusoidal_encoding(t, audio.shape[2], audio.device, audio.dtype).unsqueeze(0))
+        h = self.encoder(x, src_key_padding_mask=pad)  # decoupled TA keys below use the raw frames, undropped
         mi = self.mi_out(self.mi_pool(h, audio_valid))
         keys = self.audio_proj(audio if self.decoupled else h)
         query = self.text_proj(text)

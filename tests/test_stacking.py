@@ -435,3 +435,31 @@ def test_a_stack_record_that_does_not_fit_the_members_is_refused(real_run, tmp_p
     f.write_text(json.dumps(bad))
     with pytest.raises(PredictorError, match="coefficients per axis"):
         read_predictor_spec(model)
+
+
+def test_public_recipe_is_sklearn_ridge_alpha_1_on_the_20_bins_fitted_in_sample():
+    from sklearn.linear_model import Ridge
+
+    sweep, dist = _track1_sweep(np.random.default_rng(7))
+    sp = sweep.predictions["dev"]
+    res = se.fit_stack(sweep, ["dist", "scalar"], se.StackOptions(recipe="public"))
+    assert not res.layout.scores and res.layout.n_features == 40      # no score column per member
+    truth = sweep.truth["dev"]
+    for k, axis in enumerate(TRACK1.axes):
+        # the public features: the saved softmax, the scalar member's sigma-0.35 Gaussian, concatenated
+        X = np.concatenate([sp.dists[0][:, k], gaussian_bins(sp.values[1, :, k], TRACK1.lo, TRACK1.hi, 0.35)], axis=1)
+        y = pl.DataFrame({"clip_id": sp.clip_ids}).join(truth, on="clip_id", how="left",
+                                                       maintain_order="left")[axis].to_numpy()
+        ref = Ridge(alpha=1.0).fit(X, y)
+        np.testing.assert_allclose(res.models[axis].coef, ref.coef_, atol=1e-8)
+        assert res.models[axis].intercept == pytest.approx(ref.intercept_, abs=1e-8)
+        want = np.clip(ref.predict(X), TRACK1.lo, TRACK1.hi)             # in-sample, clipped to 1..5
+        got = pl.DataFrame({"clip_id": sp.clip_ids}).join(res.predictions["dev"], on="clip_id",
+                                                          maintain_order="left")[axis].to_numpy()
+        np.testing.assert_allclose(got, want, atol=1e-8)
+    assert "IN-SAMPLE" in res.to_json()["figures"] and res.to_json()["recipe"] == "public"
+    # the default stays out-of-fold, with a score column per member and a cross-validated alpha
+    oof = se.fit_stack(sweep, ["dist", "scalar"], se.StackOptions())
+    assert oof.layout.scores and oof.layout.n_features == 42 and "out-of-fold" in oof.to_json()["figures"]
+    with pytest.raises(se.EnsembleError, match="stack-recipe"):
+        se.StackOptions(recipe="leaky").check()

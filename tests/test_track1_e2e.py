@@ -89,3 +89,25 @@ def test_shuffled_copy_permutes_labels_only(tmp_path):
     b = [ln.split(",", 1) for ln in dst.read_text().splitlines()]
     assert [x[0] for x in a] == [x[0] for x in b]
     assert sorted(x[1] for x in a) == sorted(x[1] for x in b) and [x[1] for x in a] != [x[1] for x in b]
+
+
+def test_readme_figures_script_writes_the_demo_table(demo, tmp_path, capsys):
+    import zipfile
+
+    from mmmos.app.demo_figures import main as figures_main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- demo-figures:track1 -->\nold numbers\n<!-- /demo-figures:track1 -->\nrest\n")
+    assert figures_main(["--task", "track1", "--out", str(demo), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- demo-figures:track1 -->\n| utterance SRCC |") and text.endswith(
+        "<!-- /demo-figures:track1 -->\nrest\n") and "old numbers" not in text
+    best = best_config(demo / "run")
+    fig, ctl = dev_srcc(demo / "run", best), dev_srcc(demo / "control_run", CONTROL_RUN)
+    row = next(ln for ln in text.splitlines() if f"`{best}`" in ln)
+    assert row.split("|")[2:5] == [f" {fig[a]:.3f} " for a in ("MI", "TA", "composite")]
+    row = next(ln for ln in text.splitlines() if "control" in ln)
+    assert row.split("|")[2:5] == [f" {ctl[a]:.3f} " for a in ("MI", "TA", "composite")]
+    # the demo's answer step also wrote the submission zip
+    with zipfile.ZipFile(demo / "answer.zip") as zf:
+        assert zf.read("answer.txt") == (demo / "answer.txt").read_bytes()

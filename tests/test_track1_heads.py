@@ -8,7 +8,7 @@ from mmmos.heads.dual_branch import AttentivePooling, DualBranchHead, sinusoidal
 from mmmos.losses.distribution import coral_logits, expected_score, kl_gaussian
 
 DA, DT = 16, 8
-TINY = dict(text_dim=DT, ta_dim=12, n_heads=4, ff_dim=32, mi_hidden=(8, 4), ta_hidden=(6, 3))
+TINY = dict(text_dim=DT, ta_dim=12, n_heads=4, ff_dim=32, mi_hidden=(8, 4), ta_hidden=(6, 3), mi_lstm=8, ta_lstm=6)
 VARIANTS = [
     dict(output="distribution"),
     dict(output="distribution", decoupled=True),
@@ -163,3 +163,65 @@ def test_trains_on_a_tiny_problem(one_thread):
     with torch.no_grad():
         pred = expected_score(h.eval()(audio, lengths, text, mask))
     assert (pred - scores).abs().max() < 0.5
+
+
+# --- the public modules' layout (issue 18): LSTM-head widths, dropout positions, CORAL widths ------------------
+def _kinds(seq):
+    return [type(m).__name__ for m in seq]
+
+
+def test_lstm_head_is_an_lstm_then_one_linear_at_the_public_widths():
+    h = DualBranchHead(decoupled=True, lstm_head=True)  # full size: shapes only, no forward
+    assert tuple(h.mi_out.lstm.weight_ih_l0.shape) == (4 * 512, 1024) and h.mi_out.lstm.bidirectional is False
+    assert tuple(h.mi_out.fc.weight.shape) == (20, 512) and h.mi_out.mlp is None
+    assert tuple(h.ta_out.lstm.weight_ih_l0.shape) == (4 * 384, 768) and tuple(h.ta_out.fc.weight.shape) == (20, 384)
+    assert 17.0e6 < h.n_params() < 17.2e6  # the public model's 17.1 M trainable parameters
+
+
+def test_lstm_head_output_equals_lstm_last_step_then_linear():
+    h = head(output="distribution", decoupled=True, lstm_head=True)
+    pooled = torch.randn(3, DA)
+    with torch.no_grad():
+        # one LSTM step from zero state, written out: gates i, f, g, o; c = i*g; h = o*tanh(c)
+        m = h.mi_out.lstm
+        g = pooled @ m.weight_ih_l0.T + m.bias_ih_l0 + m.bias_hh_l0
+        i, f, gg, o = g.chunk(4, dim=-1)
+        hid = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(gg))
+        torch.testing.assert_close(h.mi_out(pooled), hid @ h.mi_out.fc.weight.T + h.mi_out.fc.bias)
+
+
+def test_output_mlp_dropout_follows_the_public_modules():
+    dist = DualBranchHead(DA, **TINY)
+    assert _kinds(dist.mi_out.mlp) == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+    assert _kinds(dist.ta_out.mlp) == _kinds(dist.mi_out.mlp)
+    coral_h = DualBranchHead(DA, **{**TINY, "output": "coral"})
+    assert _kinds(coral_h.mi_out.mlp) == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+
+
+def test_input_frames_are_dropped_out_in_training_only():
+    h = head(dropout=0.5)
+    audio, lengths, text, mask = batch()
+    seen = []
+    hook = h.encoder.register_forward_pre_hook(lambda mod, args, kw: seen.append(args[0].detach().clone()),
+                                               with_kwargs=True)
+    clean = audio + sinusoidal_encoding(audio.shape[1], DA).unsqueeze(0)
+    with torch.no_grad():
+        h.eval()(audio, lengths, text, mask)
+        h.train()(audio, lengths, text, mask)
+    hook.remove()
+    torch.testing.assert_close(seen[0], clean)              # eval: frames + PE unchanged
+    kept = seen[1] != 0
+    assert 0.3 < float((~kept).float().mean()) < 0.7        # train: about half the values dropped
+    torch.testing.assert_close(seen[1][kept], (clean * 2.0)[kept])  # the rest scaled by 1 / (1 - p)
+
+
+def test_recipe_coral_run_has_the_public_512_256_ta_mlp():
+    from mmmos.heads import build_head
+    from mmmos.sweep.track1 import recipe_configs
+
+    cfg = next(c for c in recipe_configs() if c.loss == "coral")
+    h = build_head("dual_branch", 1024, n_axes=2, **cfg.head_cfg)
+    assert tuple(h.ta_out.mlp[0].weight.shape) == (512, 768) and tuple(h.ta_out.mlp[3].weight.shape) == (256, 512)
+    assert tuple(h.mi_out.mlp[0].weight.shape) == (512, 1024)
+    others = [c for c in recipe_configs() if c.loss != "coral"]
+    assert all("ta_hidden" not in c.head_cfg for c in others)

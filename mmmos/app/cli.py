@@ -9,6 +9,7 @@
     mmmos report      HTML report: Table III/IV, scatter plots, model selection, per-domain breakdown
     mmmos predict     scores for new audio with an exported ensemble
     mmmos score       challenge metrics for a prediction file against labels
+    mmmos import-public   a public ASTAR-NTU Track 1 checkpoint -> a run configuration / predictor folder
 
 Exit status: 0 done; 1 unexpected error (a bug: traceback shown); 2 a user error (one line
 ``mmmos <command>: error: <message>``; ``--debug`` adds the traceback); 3 finished, but some items
@@ -53,6 +54,8 @@ COMMANDS: dict[str, Command] = {
     "report": Command("self-contained HTML report of a sweep and its ensembles", "mmmos.app.report"),
     "predict": Command("scores for audio files with an exported model", "mmmos.app.predict"),
     "score": Command("challenge metrics of predictions against labels", "mmmos.app.scoring"),
+    "import-public": Command("a public ASTAR-NTU Track 1 checkpoint -> a run configuration (and a predictor)",
+                             "mmmos.app.import_public"),
 }
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 TASK = "track1"
 AUDIO_ENCODER, TEXT_ENCODER = "logmel_slow", "hashtext"
-#: DualBranchHead options of the demo (the recipe's: ta_dim 768, ff 2048, MLPs 512-256 / 384-192)
-SMALL_HEAD = {"ta_dim": 64, "n_heads": 2, "ff_dim": 128, "mi_hidden": [64], "ta_hidden": [64]}
+#: DualBranchHead options of the demo (the recipe's: ta_dim 768, ff 2048, MLPs 512-256 / 384-192 (CORAL
+#: 512-256 / 512-256), LSTM head 512 / 384)
+SMALL_HEAD = {"ta_dim": 64, "n_heads": 2, "ff_dim": 128, "mi_hidden": [64], "ta_hidden": [64], "mi_lstm": 64,
+              "ta_lstm": 64}
 CONTROL_RUN = "t1-gauss-s1984"
 STEPS = 8
 DEFAULTS = {"n_train": 240, "n_dev": 72, "n_pam": 48, "epochs": 25, "lr": 1e-3}
@@ -153,6 +155,7 @@ def run_track1_demo(a: argparse.Namespace) -> int:
     print(f"  ensembles:   {run / 'ensembles' / 'table_iv.md'}")
     print(f"  answer file: {out / 'answer.txt'}   (mmmos score --task track1 --pred {out / 'answer.txt'} "
           f"--truth {sets['pam_dev']})")
+    print(f"  submission:  {out / 'answer.zip'}   (answer.txt inside, as the challenge takes it)")
     print(f"  report:      {report}")
     print(f"  model:       {model}   (try: mmmos predict FILE.wav --prompt TEXT --model {model})")
     print(f"  predictions: {preds}")

@@ -67,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scores: each member's score per axis; bins: also 20 bin probabilities per member "
                         "(saved distributions, else a Gaussian around the score); auto: bins when a member "
                         "saved distributions (default)")
+    g.add_argument("--stack-recipe", default="oof", choices=("oof", "public"),
+                   help="oof: the figures above (default); public: the public ASTAR-NTU stacking exactly - 20 bins "
+                        "per member only, ridge alpha 1 on raw features or default LightGBM, fitted on --stack-fit "
+                        "and reported IN-SAMPLE there")
     p.add_argument("--export", metavar="DIR",
                    help="save an ensemble as a self-contained predictor folder for `mmmos predict --model DIR`")
     p.add_argument("--export-strategy", default="submitted", help="strategy for --export (default submitted)")
@@ -106,7 +110,7 @@ def run_cli(a: argparse.Namespace) -> int:
     members = a.members.split(",") if a.members else None
     sweep = ens.load_sweep(a.run_dir, parse_truth(a.truth))
     stack = ens.StackOptions(fit_set=a.stack_fit, folds=a.stack_folds, seed=a.stack_seed, model=a.stack_model,
-                             members=a.stack_members, features=a.stack_features)
+                             members=a.stack_members, features=a.stack_features, recipe=a.stack_recipe)
     result = ens.evaluate_strategies(sweep, strategies, members=members, dev_set=a.dev_set, pam_set=a.pam_set,
                                      metric=a.rank_metric, level=a.rank_level, axis=a.rank_axis, top=a.top,
                                      stack=stack)

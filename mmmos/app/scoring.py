@@ -79,21 +79,44 @@ def score(
     set_name: str | None = None,
     data_root: str | Path | None = None,
     task: str | Task | None = None,
+    system_truth: str | Path | None = None,
 ) -> "Evaluation":
     """Score a prediction file against a truth file; optionally write the long metrics table to ``out``.
 
-    ``set_name`` defaults to the truth file's stem; ``task`` to ``track2``.
+    ``set_name`` defaults to the truth file's stem; ``task`` to ``track2``. ``system_truth`` (or a ``truth_path``
+    that is one, recognised by its header): official per-system means that replace the clip-label means at
+    system level (:mod:`mmmos.core.system_truth`).
     """
     from mmmos.core.metrics import evaluate
     from mmmos.core.truth import read_predictions, read_truth
 
     tk = get_task(task)
     pred = read_predictions(pred_path, task=tk)
-    truth = read_truth(truth_path, data_root=data_root, task=tk)
-    result = evaluate(pred, truth, set_name=set_name or Path(truth_path).stem, task=tk)
+    result = _score_official(pred, truth_path, system_truth, set_name, data_root, tk)
+    if result is None:
+        truth = read_truth(truth_path, data_root=data_root, task=tk)
+        result = evaluate(pred, truth, set_name=set_name or Path(truth_path).stem, task=tk)
     if out is not None:
         write_metrics(result.table, out)
     return result
+
+
+def _score_official(pred, truth_path, system_truth, set_name, data_root, tk: Task) -> "Evaluation | None":
+    """The evaluation against an official system table (None: there is none - score as usual)."""
+    from mmmos.core.system_truth import evaluate_with_system_truth, is_system_table, read_system_truth
+    from mmmos.core.truth import read_truth
+
+    if system_truth is None and is_system_table(truth_path, tk):
+        system_truth, truth = truth_path, None  # --truth is the system table itself: no utterance level
+    elif system_truth is not None:
+        if not is_system_table(system_truth, tk):
+            raise ScoreError(f"--system-truth {system_truth}: not a system table (header: SYS plus "
+                             f"{', '.join(tk.axes)} or their list names)")
+        truth = read_truth(truth_path, data_root=data_root, task=tk)
+    else:
+        return None
+    return evaluate_with_system_truth(pred, truth, read_system_truth(system_truth, tk),
+                                      set_name=set_name or Path(truth_path).stem, task=tk, source=str(system_truth))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -108,6 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="labels: a Track 2 or combined list, AES rating JSONL (labels = mean of ratings), a CSV "
         "manifest, or a Parquet table (clip_id, [system,] <axes>); system ids come from it",
     )
+    parser.add_argument("--system-truth", type=Path, default=None,
+                        help="official per-system means (e.g. MusicEval system_mos_phase1.csv: SYS,overall,textual) "
+                        "scored at system level instead of the clip-label means; --truth may be this file itself")
     parser.add_argument("--task", default=DEFAULT_TASK, choices=sorted(TASKS),
                         help="what the files score (axes, composite); default %(default)s")
     parser.add_argument("--out", type=Path, default=None,
@@ -139,7 +165,7 @@ def run_cli(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         try:
             result = score(args.pred, args.truth, args.out, set_name=args.set_name, data_root=args.data_root,
-                           task=task)
+                           task=task, system_truth=getattr(args, "system_truth", None))
         except UserError:
             raise
         except ValueError as e:  # evaluate(): e.g. no shared clip ids - about these files, so the user's

@@ -118,6 +118,36 @@ class TreeModel:
         return {"kind": self.kind, "feature_importance_gain": [float(v) for v in imp]}
 
 
+def fit_ridge_raw(X: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> LinearModel:
+    """Ridge with a fixed ``alpha`` on the RAW features (centred, not scaled; intercept unpenalised): what
+    ``sklearn.linear_model.Ridge(alpha)`` fits, the public ASTAR-NTU stacking's meta-model."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mu, ybar = X.mean(axis=0), float(y.mean())
+    Xc = X - mu
+    coef = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ (y - ybar))
+    return LinearModel(ybar - float(mu @ coef), coef, float(alpha), kind="ridge")
+
+
+class PublicTreeModel(TreeModel):
+    """LightGBM with the public recipe's settings: ``LGBMRegressor(random_state=42)``, every other default."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 42):
+        import lightgbm
+
+        self.model = lightgbm.LGBMRegressor(random_state=42)
+        self.model.fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
+
+
+def fit_public_meta(kind: str, X: np.ndarray, y: np.ndarray):
+    """The public recipe's meta-model of ``kind``: ridge alpha 1 on raw features, or default LightGBM."""
+    if kind == "ridge":
+        return fit_ridge_raw(X, y, 1.0)
+    if kind == "lightgbm":
+        return PublicTreeModel(X, y)
+    raise ValueError(f"unknown meta-model {kind!r}; valid: {', '.join(MODELS)}")
+
+
 def lightgbm_available() -> bool:
     try:
         import lightgbm  # noqa: F401
@@ -135,5 +165,5 @@ def fit_meta(kind: str, X: np.ndarray, y: np.ndarray, groups: list[str], k: int,
     raise ValueError(f"unknown meta-model {kind!r}; valid: {', '.join(MODELS)}")
 
 
-__all__ = ["ALPHAS", "LinearModel", "MODELS", "TreeModel", "choose_alpha", "cv_mse", "fit_meta", "fit_ridge",
+__all__ = ["ALPHAS", "LinearModel", "MODELS", "PublicTreeModel", "TreeModel", "fit_public_meta", "fit_ridge_raw", "choose_alpha", "cv_mse", "fit_meta", "fit_ridge",
            "fit_ridge_cv", "lightgbm_available", "ridge_path"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mmmos.core.manifests import write_answer_file
+from mmmos.core.manifests import write_answer_file, write_submission
 from mmmos.core.metrics import metric_of_column
 from mmmos.core.rundir import RunDir, atomic_write_text
 
@@ -110,7 +110,8 @@ def default_answer_set(sweep: Sweep, dev_set: str = "dev") -> str:
 
 def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str | Path,
                  sweep: Sweep | None = None) -> Path:
-    """Write one strategy's ensemble predictions for one set as a challenge answer file."""
+    """Write one strategy's ensemble predictions for one set as a challenge answer file, and beside it the
+    submission zip when the task's challenge takes one (Track 1: ``answer.zip`` holding ``answer.txt``)."""
     if strategy not in result.members:
         raise EnsembleError(f"--answer-strategy {strategy!r} was not evaluated; "
                             f"evaluated: {', '.join(result.members)}")
@@ -126,6 +127,7 @@ def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_answer_file(df.select("clip_id", *axes), path, task=sweep.task if sweep is not None else None)
+        write_submission(path, task=sweep.task if sweep is not None else None)  # the zip, where the task takes one
     except (OSError, ValueError) as e:
         raise EnsembleError(f"{path}: cannot write the answer file ({one_line(e)})") from None
     return path

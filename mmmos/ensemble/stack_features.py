@@ -63,14 +63,15 @@ class FeatureLayout:
     saved_bins: tuple[bool, ...] = ()      # per member: its own distribution (True) or a Gaussian (False)
     n_bins: int = N_BINS
     sigma: float = SIGMA
+    scores: bool = True                    # the members' scores first (False: bins only, the public recipe)
 
     @property
     def n_features(self) -> int:
-        return len(self.members) * (1 + (self.n_bins if self.bins else 0))
+        return len(self.members) * (int(self.scores) + (self.n_bins if self.bins else 0))
 
     def names(self) -> list[str]:
         """Feature names in column order: ``<member>:score`` then ``<member>:p00`` .. per member."""
-        out = [f"{m}:score" for m in self.members]
+        out = [f"{m}:score" for m in self.members] if self.scores else []
         if self.bins:
             out += [f"{m}:p{b:02d}" for m in self.members for b in range(self.n_bins)]
         return out
@@ -78,14 +79,15 @@ class FeatureLayout:
     def to_json(self) -> dict:
         return {"members": list(self.members), "bins": self.bins, "n_bins": self.n_bins, "sigma": self.sigma,
                 "member_bins": ["saved" if s else "gaussian" for s in self.saved_bins] if self.bins else [],
-                "names": self.names()}
+                "scores": self.scores, "names": self.names()}
 
     @classmethod
     def from_json(cls, d: dict) -> "FeatureLayout":
         members = tuple(str(m) for m in d["members"])
         bins = bool(d.get("bins", False))
         saved = tuple(s == "saved" for s in d.get("member_bins", [])) if bins else ()
-        return cls(members, bins, saved, int(d.get("n_bins", N_BINS)), float(d.get("sigma", SIGMA)))
+        return cls(members, bins, saved, int(d.get("n_bins", N_BINS)), float(d.get("sigma", SIGMA)),
+                   bool(d.get("scores", True)))
 
 
 def choose_layout(members: list[str], has_dist: list[bool], feature_set: str = "auto") -> FeatureLayout:
@@ -106,7 +108,7 @@ def axis_features(layout: FeatureLayout, scores: np.ndarray, dists: list[np.ndar
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape[0] != len(layout.members):
         raise ValueError(f"{scores.shape[0]} member score rows for {len(layout.members)} members")
-    cols = [scores.T]
+    cols = [scores.T] if layout.scores else []
     if layout.bins:
         for k in range(len(layout.members)):
             d = dists[k] if dists is not None and layout.saved_bins[k] else None

@@ -11,6 +11,11 @@
 
 The in-sample predictions of the fitting set (the full model applied to the clips it was fitted on) are kept
 for reference only: they are what a leaky evaluation would report.
+
+``recipe="public"`` reproduces the public ASTAR-NTU stacking instead: features = the members' 20 bin
+probabilities only (a scalar member's Gaussian, sigma 0.35), ridge with alpha 1 on those raw features or
+LightGBM with its defaults (``random_state=42``), fitted on all labelled clips of the fitting set, and the
+fitting set's figures are IN-SAMPLE (the model predicting the clips it was fitted on), as the public code reports.
 """
 from __future__ import annotations
 
@@ -21,8 +26,11 @@ import polars as pl
 
 from .errors import EnsembleError, StrategyUnavailable
 from .folds import group_ids, grouped_folds
-from .meta import MODELS, LinearModel, fit_meta, lightgbm_available
+from .meta import MODELS, LinearModel, fit_meta, fit_public_meta, lightgbm_available
 from .stack_features import FEATURE_SETS, FeatureLayout, axis_features, choose_layout
+
+#: how the stack is fitted and its fitting-set figures made: out-of-fold (default) or the public recipe
+RECIPES: tuple[str, ...] = ("oof", "public")
 from .strategies import STACK, parse_strategy
 from .sweep_reader import Sweep, member_columns
 
@@ -36,7 +44,8 @@ class StackOptions:
     seed: int = 0
     model: str = "ridge"
     members: str = "all"      # a selection made by another strategy: all, submitted, dev-top-K, pam-top-K, custom
-    features: str = "auto"    # auto, scores, bins (see stack_features)
+    features: str = "auto"    # auto, scores, bins (see stack_features); ignored by recipe "public"
+    recipe: str = "oof"       # oof (grouped out-of-fold figures) or public (the public code's, in-sample)
 
     def check(self) -> None:
         """Raise :class:`EnsembleError` for a bad option (before any work)."""
@@ -46,6 +55,8 @@ class StackOptions:
             raise EnsembleError(f"unknown --stack-model {self.model!r}; valid: {', '.join(MODELS)}")
         if self.model == "lightgbm" and not lightgbm_available():
             raise EnsembleError("--stack-model lightgbm needs the optional package lightgbm (pip install lightgbm)")
+        if self.recipe not in RECIPES:
+            raise EnsembleError(f"unknown --stack-recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
         if self.features not in FEATURE_SETS:
             raise EnsembleError(f"unknown --stack-features {self.features!r}; valid: {', '.join(FEATURE_SETS)}")
         if self.members == STACK:
@@ -57,6 +68,9 @@ class StackOptions:
             raise EnsembleError(f"--stack-members: {e}") from None
 
     def describe(self, k: int) -> str:
+        if self.recipe == "public":
+            return (f"fitted on {self.fit_set} with the public recipe ({self.fit_set}: IN-SAMPLE, the model predicts "
+                    f"the clips it was fitted on)")
         return f"fitted on {self.fit_set} ({self.fit_set}: out-of-fold, {k} folds grouped by system, seed {self.seed})"
 
 
@@ -81,6 +95,7 @@ class StackResult:
                 "model": self.options.model, "member_selection": self.options.members,
                 "folds": self.n_folds, "seed": self.options.seed, "fit_clips": self.folds.height,
                 "fit_groups": self.folds["group"].n_unique(), "features": self.layout.to_json(),
+                "recipe": self.options.recipe,
                 "clamp": list(self.clamp), "axes": {a: m.to_json() for a, m in self.models.items()}}
 
     def export_record(self) -> dict:
@@ -165,6 +180,8 @@ def fit_stack(sweep: Sweep, members: list[str], opts: StackOptions = StackOption
     n_folds = int(fold.max()) + 1
     has_dist = [bool(d is not None) for d in dists] if dists is not None else [False] * len(members)
     layout = choose_layout(members, has_dist, opts.features)
+    if opts.recipe == "public":  # the public features: 20 bins per member, nothing else
+        layout = FeatureLayout(tuple(members), True, tuple(has_dist), scores=False)
 
     oof = np.empty((len(cols), task.n_axes))
     ins = np.empty_like(oof)
@@ -173,6 +190,10 @@ def fit_stack(sweep: Sweep, members: list[str], opts: StackOptions = StackOption
         X = _features(layout, values, dists, k, task.lo, task.hi)
         lab = np.isfinite(y[:, k])
         g = np.asarray(groups, dtype=object)
+        if opts.recipe == "public":
+            models[axis] = full = fit_public_meta(opts.model, X[lab], y[lab, k])
+            oof[:, k] = ins[:, k] = full.predict(X)  # in-sample, as the public code reports
+            continue
         models[axis] = full = fit_meta(opts.model, X[lab], y[lab, k], list(g[lab]), opts.folds, opts.seed)
         ins[:, k] = full.predict(X)
         oof[:, k] = ins[:, k]  # unlabelled clips: the full model never saw their labels

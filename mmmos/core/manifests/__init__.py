@@ -45,7 +45,7 @@ file and line.  Rows that are well-formed but doubtful are *kept* and reported b
 """
 from __future__ import annotations
 
-from mmmos.core.manifests.answers import read_answer_file, write_answer_file
+from mmmos.core.manifests.answers import read_answer_file, submission_path, write_answer_file, write_submission
 from mmmos.core.manifests.fields import PLACEHOLDER
 from mmmos.core.manifests.formats import scan_folder
 from mmmos.core.manifests.inference import infer_domain, infer_split, infer_system
@@ -81,5 +81,7 @@ __all__ = [
     "scan_folder",
     "schema",
     "validate_manifest",
+    "submission_path",
     "write_answer_file",
+    "write_submission",
 ]

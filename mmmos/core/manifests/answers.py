@@ -87,3 +87,34 @@ def write_answer_file(df: pl.DataFrame, path: str | os.PathLike, task: str | Tas
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(text)
     os.replace(tmp, p)
+
+
+#: a fixed time stamp for the archive entry: the same answer file always gives the same zip bytes
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def submission_path(answer_path: str | os.PathLike) -> Path:
+    """Where the submission archive of ``answer_path`` goes: beside it, ``.zip`` instead of its suffix."""
+    p = Path(answer_path)
+    return p.with_suffix(".zip") if p.suffix.lower() != ".zip" else p.with_name(p.stem + ".submission.zip")
+
+
+def write_submission(answer_path: str | os.PathLike, task: str | Task | None = None,
+                     out: str | os.PathLike | None = None) -> Path | None:
+    """Zip the answer file as the task's challenge takes it (its bytes unchanged, stored under the task's
+    ``archive_member`` name); None when the task takes no archive. Written atomically; returns the zip's path."""
+    import zipfile
+
+    member = get_task(task).answer.archive_member
+    if member is None:
+        return None
+    data = Path(answer_path).read_bytes()
+    z = Path(out) if out is not None else submission_path(answer_path)
+    tmp = z.with_name(z.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        zf.writestr(info, data)
+    os.replace(tmp, z)
+    return z

@@ -27,6 +27,7 @@ class AnswerLayout:
     decimals: int | None = None    # None: shortest exact float repr; else fixed decimals
     strip_suffix: str = ""         # removed from ids when written (e.g. ".wav")
     sort_ids: bool = False         # sorted by id instead of input order
+    archive_member: str | None = None  # the challenge takes the file zipped under this name (None: no zip)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ TRACK1 = Task(
     axis_titles=AXIS_TITLES,
     score_range=(1.0, 5.0),
     label_columns={"musiceval": _LIST_HEADERS, "csv": _CSV_HEADERS},
-    answer=AnswerLayout(header_id="id", decimals=8, strip_suffix=".wav", sort_ids=True),
+    answer=AnswerLayout(header_id="id", decimals=8, strip_suffix=".wav", sort_ids=True,
+                        archive_member="answer.txt"),  # submitted as answer.txt inside a zip
     system_of=system_of,
     domain_of=domain_of,
     domains=DOMAINS,

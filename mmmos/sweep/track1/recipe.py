@@ -3,7 +3,8 @@
 The recipe (ASTAR-NTU, AudioMOS 2025 Track 1): the dual-branch head with Gaussian-KL on 20 bins x seeds 1984,
 1990, 1910, 1510; one-hot KL (seed 1984); CORAL (seed 1510); "decoupled" (TA attends to the raw audio frames
 instead of the Transformer output; Gaussian-KL, seed 1984); decoupled + LSTM head (same). Losses are on the
-raw 1-5 scores.
+raw 1-5 scores. The CORAL run's TA branch uses the public ordinal head's shared 512 -> 256 MLP (as its MI branch
+does), not the distribution head's 384 -> 192.
 
 Each run leaves three checkpoints, each a run-folder configuration of its own (an ensemble member):
 ``<name>`` (best dev loss), ``<name>@sysmi`` (best system-level MI SRCC on dev) and ``<name>@combined``
@@ -23,6 +24,9 @@ SEEDS = (1984, 1990, 1910, 1510)
 CHECKPOINTS = {"": "best dev loss", "@sysmi": "best system-level MI SRCC",
                "@combined": "best (utterance MI SRCC + system TA SRCC) / 2"}
 CHECKPOINT_SEP = "@"
+
+#: the hidden widths of the public CORAL head (OrdinalPredictorHeadMonotonic), both branches
+CORAL_HIDDEN = (512, 256)
 
 #: loss -> the head's output kind
 LOSS_OUTPUT = {"kl_gaussian": "distribution", "kl_onehot": "distribution", "coral": "coral"}
@@ -74,7 +78,7 @@ def recipe_configs(audio_encoder: str = DEFAULT_AUDIO_ENCODER,
 
     out = [cfg(f"t1-gauss-s{s}", seed=s) for s in SEEDS]
     out += [cfg("t1-onehot-s1984", loss="kl_onehot"),
-            cfg("t1-coral-s1510", loss="coral", seed=1510),
+            cfg("t1-coral-s1510", loss="coral", seed=1510, ta_hidden=list(CORAL_HIDDEN)),
             cfg("t1-decoupled-s1984", decoupled=True),
             cfg("t1-decoupled-lstm-s1984", decoupled=True, lstm_head=True)]
     return out
