@@ -118,7 +118,10 @@ def load_checkpoint(path: str | os.PathLike, allow: tuple = ()) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - a truncated or corrupt file: name it
+            raise EncoderLoadError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from e
     try:
         if allow:
             with torch.serialization.safe_globals(list(allow)):

@@ -101,7 +101,7 @@ def _close_writers(stages: list[Stage], rows: dict[str, str], rep: ExtractReport
         rep.written[s.name] = len(s.writer.committed)
 
 
-def _text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, device, rep) -> list:
+def text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, device, rep) -> list:
     """The text encoders over the distinct prompts of this run's clips (extract/text.py); clips without a
     usable prompt are failures of every text encoder.  Returns the per-encoder results."""
     from . import modality
@@ -141,11 +141,11 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     finally:
         _close_writers(stages, rows, rep)
         prog.close()
-    rep.text = _text_stage(cfg, store, rows, prompt_of, prompt_problems, device, rep)
+    rep.text = text_stage(cfg, store, rows, prompt_of, prompt_problems, device, rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)
     return rep
 
 
 __all__ = ["ExtractConfig", "ExtractReport", "Failure", "cache_key", "embed_many", "format_report", "run_extract",
-           "save_report", "shard_of", "shard_suffix", "_encoder_identity", "_forward"]
+           "save_report", "shard_of", "shard_suffix", "text_stage", "_encoder_identity", "_forward"]

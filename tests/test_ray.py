@@ -253,3 +253,20 @@ def test_sweep_command_with_ray_options(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("sweep (ray): 0 trained, 1 already done, 0 failed")
     with pytest.raises(UserError, match="only apply with --ray"):
         sweep_cmd.run_cli(p.parse_args(base + ["--gpus-per-config", "1"]))
+
+
+def test_ray_extract_runs_the_text_encoders_as_one_process_does(tmp_path):
+    """Track 1 on Ray: audio on the actors, the prompts' text encoder on the driver; the same store and the
+    same failure rows as a local run (a clip without a prompt is a failure of the text encoder only)."""
+    from test_track1_extract import config, make_corpus
+
+    lst = make_corpus(tmp_path / "me")
+    local = run_extract(config(lst, tmp_path / "local.zarr"))
+    run = run_extract_ray(config(lst, tmp_path / "ray.zarr"), RayOptions(workers=1))
+    for enc in ("logmel", "hashtext"):
+        a, b = _frames(str(tmp_path / "local.zarr"), enc), _frames(str(tmp_path / "ray.zarr"), enc)
+        assert sorted(a) == sorted(b) and a
+        assert all(np.array_equal(a[c], b[c]) for c in a)
+    assert run.report.written == local.written
+    assert _rows(run.report.failures) == _rows(local.failures) and any(r[2] == "hashtext" for r in _rows(local.failures))
+    assert [r.name for r in run.report.text] == ["hashtext"]

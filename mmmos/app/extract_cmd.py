@@ -86,9 +86,6 @@ def _check_text_encoders(a: argparse.Namespace, encoders: list[str]) -> None:
     text = [e for e in encoders if modality(e) == "text"]
     if text and not has_prompts(get_task(getattr(a, "task", None))):
         raise UserError(f"text encoder(s) {', '.join(text)} need clips with prompts: use --task track1")
-    if text and getattr(a, "ray", None) is not None:
-        raise UserError(f"text encoder(s) {', '.join(text)} run without --ray (prompts are few; extract them in "
-                        "a second run without --ray)")
 
 
 def config_from_args(a: argparse.Namespace):

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import socket
@@ -234,19 +236,39 @@ def _stop(ray, actors) -> None:
             ray.kill(a, no_restart=True)
 
 
+def _driver_device(device: str | None) -> str:
+    """The text encoders' device on the driver: the one asked for when the driver has it, else the best it has
+    (a CPU head node of a GPU cluster encodes the prompts on its CPU)."""
+    from mmmos.core.errors import UserError
+    from mmmos.extract import select_device
+
+    try:
+        return select_device(device)
+    except UserError:
+        return select_device(None)
+
+
 def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_unit=None) -> RayExtractRun:
-    """Run the extraction ``cfg`` (an :class:`mmmos.extract.runner.ExtractConfig`) on Ray.
+    """Run the extraction ``cfg`` (an :class:`mmmos.extract.runner.ExtractConfig`) on Ray: the audio encoders
+    on the actor pool, the text encoders (Track 1 prompts) afterwards on the driver.
 
     ``on_unit(index, unit report)`` is called on the driver as each unit finishes (monitoring, tests)."""
     from mmmos.cache_store import open_store
+    from mmmos.extract import modality
     from mmmos.extract.plan import manifest_rows, select_rows
+    from mmmos.extract.runner import text_stage
 
     t_start = time.perf_counter()
     rep = ExtractReport()
-    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep), cfg.shard, cfg.limit)
+    prompt_of: dict[str, str] = {}
+    prompt_problems: list = []
+    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep, task=cfg.task, prompts=cfg.prompts,
+                                     prompt=cfg.prompt, prompt_of=prompt_of, prompt_problems=prompt_problems),
+                       cfg.shard, cfg.limit)
     rep.clips_total = len(rows)
-    open_store(cfg.store, backend=cfg.backend, create=True)  # one backend for every worker
+    store = open_store(cfg.store, backend=cfg.backend, create=True)  # one backend for every worker
     run = RayExtractRun(rep)
+    full_cfg, cfg = cfg, dataclasses.replace(cfg, encoders=[e for e in cfg.encoders if modality(e) == "audio"])
     with ray_session(opts.address) as ray:
         res = check_fits(ray, opts, "worker")
         n = opts.workers or default_workers(res, opts)
@@ -267,6 +289,8 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
         finally:
             prog.close()
             _stop(ray, actors)
+    # Track 1 prompts: few and short, encoded once each by the driver (as a local run does after its audio)
+    rep.text = text_stage(full_cfg, store, rows, prompt_of, prompt_problems, _driver_device(cfg.device), rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)
     return run
