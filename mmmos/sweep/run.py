@@ -65,6 +65,12 @@ def _encoder_keys(st, store: str, configs: list[TrainConfig]) -> dict[str, str]:
     needed = {e for c in configs for e in c.encoders}
     have = {i.name for i in st.encoders()}
     missing = sorted(needed - have)
+    for e in missing:  # an encoder whose record is damaged: say so (find names the file and the repair)
+        if any(d.encoder.rsplit("-", 1)[0] == e for d in st.damaged_encoders()):
+            try:
+                st.find(e)
+            except CacheError as err:
+                raise MissingEncoderError(str(err)) from None
     if missing:
         users = sorted(c.name for c in configs if set(c.encoders) & set(missing))
         raise MissingEncoderError(
