@@ -79,7 +79,17 @@ def train_one(args):
     except ParentGoneError:
         os._exit(1)  # nobody is listening for the result
     except Exception as e:  # noqa: BLE001 - reported in the summary, other configs go on
-        return cfg.name, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        return cfg.name, None, error_text(e)
+
+
+def error_text(e: Exception) -> str:
+    """How a failed configuration is reported: a user-fixable cause (a damaged or missing clip, a bad list) is
+    its one line; anything else (a bug) keeps a short traceback."""
+    from mmmos.core.errors import UserError
+
+    if isinstance(e, UserError):
+        return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
 
 
 STOP_GRACE_SECONDS = 5.0  # SIGTERM -> SIGKILL: a worker gets this long to end

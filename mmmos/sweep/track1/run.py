@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from mmmos.core.rundir import RunDir
 
 from ..identity import stale_eval_sets
-from ..workers import ParentGoneError, check_parent, run_pool
+from ..workers import ParentGoneError, check_parent, error_text, run_pool
 from .checkpoints import add_eval_sets_track1
 from .recipe import Track1Config, checkpoint_names
 from .summary import write_track1_summary
@@ -26,7 +25,7 @@ def train_one_track1(args):
     except ParentGoneError:
         os._exit(1)  # nobody is listening for the result
     except Exception as e:  # noqa: BLE001 - reported in the summary, the other runs go on
-        return cfg.name, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        return cfg.name, None, error_text(e)
 
 
 def _pool(todo: list, jobs: int, args_of, report) -> None:
