@@ -106,7 +106,10 @@ def _unwritten(stages: list[Stage], store, rows: dict[str, str], rep: ExtractRep
     from mmmos.cache_store import clip_key
 
     failed = {(f.clip_id, f.encoder) for f in rep.failures}
+    whole = {f.encoder for f in rep.failures if f.clip_id == "*"}  # e.g. a failed commit: already reported
     for s in stages:
+        if s.name in whole:
+            continue
         g = store.group(s.writer.info.key)
         g.refresh()
         for cid, path in rows.items():
