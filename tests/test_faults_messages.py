@@ -75,3 +75,37 @@ def test_each_unusable_training_list_gets_its_own_line(synth, tmp_path, run_cli,
     lines = [x for x in err.splitlines() if "error" in x or "failed" in x]
     assert len(lines) == 1 and says in lines[0] and str(train) in lines[0] or how == "ids_not_cached" \
         and "'gone/train/clip0000.wav'" in lines[0], err
+
+
+# -- mmmos score ------------------------------------------------------------------------------------------------
+def _truth(tmp_path):
+    rows = [{"clip_id": f"c{i}", "system": f"s{i % 2}", "PQ": 5.0 + i, "PC": 4.0 + i, "CE": 3.0 + i, "CU": 2.0 + i}
+            for i in range(4)]
+    pl.DataFrame(rows).write_csv(tmp_path / "truth.csv")
+    return tmp_path / "truth.csv"
+
+
+def test_score_warns_on_predictions_outside_the_range_and_refuses_them_under_strict(tmp_path, run_cli):
+    truth = _truth(tmp_path)
+    ans = tmp_path / "answer.txt"
+    ans.write_text("c0,5,4,3,2\nc1,50,5,4,3\nc2,7,6,5,4\nc3,8,7,6,5\n")
+    rc, out, err = run_cli(["score", "--pred", ans, "--truth", truth])
+    assert rc == 0 and err.count("\n") == 1
+    assert "warning" in err and "1 of 4 clips" in err and "0-10" in err and "'c1' PQ=50" in err
+    rc, out, err = run_cli(["score", "--pred", ans, "--truth", truth, "--strict"])
+    assert rc == 2 and err.count("\n") == 1 and "'c1' PQ=50" in err and "--strict" in err
+    ans.write_text("c0,5,4,3,2\nc1,10,5,4,3\nc2,7,6,5,4\nc3,8,7,6,5\n")  # in range: nothing said
+    rc, _, err = run_cli(["score", "--pred", ans, "--truth", truth, "--strict"])
+    assert rc == 0 and "warning" not in err
+
+
+def test_an_answer_file_with_a_bad_value_in_line_1_is_named_as_such(tmp_path, run_cli):
+    truth = _truth(tmp_path)
+    ans = tmp_path / "answer.txt"
+    ans.write_text("c0,5,four,3,2\nc1,6,5,4,3\nc2,7,6,5,4\nc3,8,7,6,5\n")
+    rc, _, err = run_cli(["score", "--pred", ans, "--truth", truth])
+    assert rc == 2 and err.count("\n") == 1 and "no clip id column" not in err
+    assert "line 1" in err and "'four' is not a number" in err
+    ans.write_text("wavID,PQ,PC,CE,CU\nc0,5,4,3,2\nc1,6,5,4,3\n")  # a real header still reads as one
+    rc, _, err = run_cli(["score", "--pred", ans, "--truth", truth])
+    assert rc == 0, err
