@@ -119,7 +119,7 @@ def _sweep_cmd(store, sets, run: Path, jobs: int) -> list[str]:
 def test_sweep_stops_at_random_points_and_resumes(synth, tmp_path, jobs):
     d, store, sets = synth
     folders, hits = _chain(lambda run: _sweep_cmd(store, sets, run, jobs), lambda i: tmp_path / f"run{i}",
-                           seed=jobs, lo=0.3, hi=3.5 if jobs == 2 else 3.0)
+                           seed=jobs, lo=0.3, hi=3.0 if jobs == 2 else 2.5)
     assert hits >= TRIES // 2, f"only {hits} of {TRIES} signals arrived before the sweep ended"
     dev_ids = sorted(pl.read_csv(sets["dev"])["clip_id"].to_list())
     for run in folders:  # each resumes to a finished run: every configuration once, every dev clip once
@@ -165,7 +165,7 @@ def test_extract_stops_at_random_points_and_resumes(corpus, tmp_path):
     man, files = corpus
     # alternate backends between chains: zarr first, hdf5 after each finished store
     folders, hits = _chain(lambda s: _extract_cmd(man, s), lambda i: tmp_path / f"{'zh'[i % 2]}{i}",
-                           seed=7, lo=0.3, hi=2.5)
+                           seed=7, lo=0.3, hi=2.0)
     assert hits >= TRIES // 2, f"only {hits} of {TRIES} signals arrived before the extraction ended"
     enc = extract.load_encoder("logmel")
     fresh = {cid: enc.embed(load_audio(p)[0]).astype(np.float16) for cid, p in files.items()}
