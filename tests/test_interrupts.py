@@ -74,8 +74,10 @@ def _check_outcome(rc: int, err: str, sig: int, what: str) -> bool:
     assert "Traceback" not in err, f"{what}: traceback after signal {sig}:\n{err[-2000:]}"
     if rc == 0:
         return False
-    if rc == -sig and "finished work is kept" not in err:  # the signal's default action, in the instants before the command's handler is set or after
-        return True  # it is put back; a shell reports 128 + n, as for the handled case
+    if rc == -sig and "finished work is kept" not in err:
+        # the signal's default action, in the instants before the command's handler is set or after it is put
+        # back; a shell reports 128 + n, as for the handled case
+        return True
     want = 130 if sig == signal.SIGINT else 143
     assert rc == want, f"{what}: exit {rc} after signal {sig}, expected {want}:\n{err[-2000:]}"
     word = "interrupted" if sig == signal.SIGINT else "terminated"

@@ -116,8 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="local root replacing the '/your_path/' placeholder of Track 2 lists (passed to the manifest loader)")
     parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when any id is on one side only (default: report and score the overlap), "
-                             "and refuse predictions outside the task's score range (default: a warning)")
+                        help="exit with status 1 when any id is on one side only (default: report and score the "
+                             "overlap), and refuse predictions outside the task's score range (default: a warning)")
     parser.add_argument("--digits", type=int, default=3, help="decimals in the printed tables (default 3)")
     return parser
 

@@ -30,5 +30,6 @@ from .tables import results_table, write_table
 from .windows import plan_windows
 
 __all__ = ["ClipResult", "InputItem", "MissingWeightsError", "Predictor", "PredictorError", "PredictorSpec",
-           "TamperedModelError", "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor", "parse_weights",
+           "TamperedModelError", "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor",
+           "parse_weights",
            "plan_windows", "read_predictor_spec", "results_table", "run_cli", "write_table"]

@@ -158,5 +158,6 @@ def summarize(lookups: list[CacheLookup]) -> str:
     return "cache: " + ", ".join(parts)
 
 
-__all__ = ["ABSENT", "CacheLookup", "DAMAGED", "DamagedCacheWarning", "FrameCache", "NO_AUDIO", "REUSED", "STALE", "UNVERIFIABLE", "norm_path",
+__all__ = ["ABSENT", "CacheLookup", "DAMAGED", "DamagedCacheWarning", "FrameCache", "NO_AUDIO", "REUSED", "STALE",
+           "UNVERIFIABLE", "norm_path",
            "recorded_source", "summarize"]
