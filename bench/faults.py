@@ -12,8 +12,13 @@ fault and returns the clip ids it touched.  Then:
 * **silently wrong** - clips that read back without an error but differ from a fresh embedding of their
   current audio, after the repair run.
 
+Then the classes beyond the cache's files (:mod:`bench.faults_system`): a tampered model file, Ctrl-C/SIGTERM
+during a sweep (``--jobs 1`` and ``2``) and an extraction, a corrupt ``encoder.json``, a damaged clip during a
+sweep, and a claim whose PID was reused; each is detected by the command itself and repaired the documented way.
+
 Goal: all detected and repaired, 0 lost, 0 silently wrong.  To add a fault class, append a case function
-``(store: Path, files: dict[clip_id, Path]) -> set[clip_id]`` to ``CASES`` with the backend it needs.
+``(store: Path, files: dict[clip_id, Path]) -> set[clip_id]`` to ``CASES`` with the backend it needs (or a
+``(work: Path) -> row`` case to ``bench.faults_system.CASES``).
 """
 from __future__ import annotations
 
@@ -219,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mmmos-faults-") as tmp:
         rows = [run_case(backend, case, Path(tmp) / f"{i:02d}-{case.__name__}") for i, (backend, case) in enumerate(CASES)]
+        from .faults_system import CASES as SYSTEM_CASES, run_system_case
+
+        rows += [run_system_case(case, Path(tmp) / f"s{i:02d}-{case.__name__}") for i, case in enumerate(SYSTEM_CASES)]
     total = summarise(rows)
     (out / "faults.json").write_text(json.dumps({"summary": total, "cases": rows,
                                                  "seconds": round(time.perf_counter() - t0, 1)}, indent=2))

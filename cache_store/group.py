@@ -13,6 +13,7 @@ Integrity contract (both backends):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -26,12 +27,34 @@ from .records import (DAMAGE_FILE, CacheError, ClipInfo, Damage, DamagedClipErro
 from .timing import crop_mean, frame_range
 
 
+def _relative(root: Path, file: str) -> str:
+    """A damaged file's path as ``damaged.json`` keeps it: relative to the encoder folder, so a copied or moved
+    store names its files where they are now."""
+    try:
+        return Path(file).relative_to(root).as_posix()
+    except ValueError:
+        return file
+
+
+def _here(root: Path, file: str) -> str:
+    """The current path of a file ``damaged.json`` names (relative, or absolute from an older version or from
+    where the store was before it was moved: re-rooted at this encoder folder)."""
+    p = Path(file)
+    if not p.is_absolute():
+        return str(root / p)
+    if root.name in p.parts:
+        i = len(p.parts) - 1 - p.parts[::-1].index(root.name)
+        return str(root.joinpath(*p.parts[i + 1:]))
+    return file
+
+
 def _load_damage(root: Path) -> dict[str, Damage]:
     f = root / DAMAGE_FILE
     if not f.is_file():
         return {}
     try:
-        return {k: Damage(**v) for k, v in json.loads(f.read_text()).items()}
+        return {k: dataclasses.replace(d, file=_here(root, d.file))
+                for k, d in ((k, Damage(**v)) for k, v in json.loads(f.read_text()).items())}
     except (OSError, ValueError, TypeError):
         return {}  # a damaged damage list only loses hints; verify finds the damage again
 
@@ -47,7 +70,8 @@ def update_damage(root: Path, add: Iterable[Damage] = (), clear: Iterable[str] =
         for k in clear:
             cur.pop(k, None)
         if cur:
-            atomic_write_text(root / DAMAGE_FILE, json.dumps({k: d.to_json() for k, d in cur.items()}, indent=1))
+            atomic_write_text(root / DAMAGE_FILE, json.dumps(
+                {k: {**d.to_json(), "file": _relative(root, d.file)} for k, d in cur.items()}, indent=1))
         else:
             (root / DAMAGE_FILE).unlink(missing_ok=True)
 

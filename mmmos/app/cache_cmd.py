@@ -34,6 +34,10 @@ def run_cli(a: argparse.Namespace) -> int:
               + (f"  ({unverified} without recorded source)" if unverified else ""))
         if a.verify:
             damage[info.key] = g.verify()
+    for d in st.damaged_encoders():  # one encoder's damaged record: that encoder only, named
+        print(f"  {d.encoder:28s} DAMAGED  {d.file}: {d.reason} (`mmmos extract --encoders "
+              f"{d.encoder.rsplit('-', 1)[0]}` over the same manifest rebuilds it)")
+        damage[d.encoder] = [d]
     if not a.verify:
         return EXIT_OK
     bad = [d for ds in damage.values() for d in ds]

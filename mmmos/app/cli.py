@@ -13,7 +13,8 @@
 
 Exit status: 0 done; 1 unexpected error (a bug: traceback shown); 2 a user error (one line
 ``mmmos <command>: error: <message>``; ``--debug`` adds the traceback); 3 finished, but some items
-failed (listed in the command's report); 130 interrupted (Ctrl-C; finished work is kept).
+failed (listed in the command's report); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): every worker
+process is stopped first, finished work is kept and a re-run resumes (see mmmos.core.interrupts).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from mmmos.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError
+from mmmos.core.interrupts import exit_status, install_handlers, restore_handlers
 
 PROG = "mmmos"
 
@@ -117,12 +119,13 @@ def _run(args: argparse.Namespace, command: str, debug: bool) -> int:
             traceback.print_exc()
         _fail(command, str(e) or type(e).__name__)
         return EXIT_USER
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (mmmos.core.interrupts.Terminated)
         if debug:
             traceback.print_exc()
-        print(f"\n{PROG} {command}: interrupted; finished work is kept (re-run to resume)", file=sys.stderr,
+        how = "terminated" if exit_status(e) != EXIT_INTERRUPTED else "interrupted"
+        print(f"\n{PROG} {command}: {how}; finished work is kept (re-run to resume)", file=sys.stderr,
               flush=True)
-        return EXIT_INTERRUPTED
+        return exit_status(e)
     except SystemExit as e:  # code that still exits with a message instead of raising UserError
         if isinstance(e.code, str):
             if debug:
@@ -139,7 +142,14 @@ def _run(args: argparse.Namespace, command: str, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the sub-command and return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    previous = install_handlers()  # SIGTERM ends a command like Ctrl-C (cleanup runs), exit 143
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        restore_handlers(previous)
+
+
+def _main(argv: list[str]) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     debug = "--debug" in argv[:cut]
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
@@ -152,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     except SystemExit as e:  # --help / --version
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USER
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        return exit_status(e)
     return _run(args, args.command, debug)
 
 

@@ -142,7 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="local root replacing the '/your_path/' placeholder of Track 2 lists (passed to the manifest loader)")
     parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when any id is on one side only (default: report and score the overlap)")
+                        help="exit with status 1 when any id is on one side only (default: report and score the "
+                             "overlap), and refuse predictions outside the task's score range (default: a warning)")
     parser.add_argument("--digits", type=int, default=3, help="decimals in the printed tables (default 3)")
     return parser
 
@@ -170,6 +171,7 @@ def run_cli(args: argparse.Namespace) -> int:
             raise
         except ValueError as e:  # evaluate(): e.g. no shared clip ids - about these files, so the user's
             raise ScoreError(f"{args.pred} vs {args.truth}: {e}") from None
+    _check_range(args.pred, task, strict=args.strict)
     print(f"predictions: {args.pred}\ntruth:       {args.truth}")
     print("\n".join(result.summary_lines()))
     print()
@@ -180,6 +182,27 @@ def run_cli(args: argparse.Namespace) -> int:
         print("mmmos score: ids differ between predictions and truth (--strict)", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_range(pred_path, task: Task, strict: bool) -> None:
+    """Predictions outside the task's score range (e.g. 50 on a 0-10 task, a scale mix-up): a warning naming the
+    first one, or under ``--strict`` an error."""
+    import polars as pl
+
+    from mmmos.core.truth import read_predictions
+
+    pred = read_predictions(pred_path, task=task)
+    lo, hi = task.score_range
+    out = pred.filter(pl.any_horizontal([(pl.col(a) < lo) | (pl.col(a) > hi) for a in task.axes]))
+    if not out.height:
+        return
+    row = out.row(0, named=True)
+    ex = next(f"{a}={row[a]:g}" for a in task.axes if not lo <= row[a] <= hi)
+    msg = (f"{pred_path}: {out.height} of {pred.height} clips have predictions outside the {task.name} score range "
+           f"{lo:g}-{hi:g} (first: {row['clip_id']!r} {ex})")
+    if strict:
+        raise ScoreError(msg + " (--strict)")
+    print(f"mmmos score: warning: {msg}; scored as given", file=sys.stderr)
 
 
 def run_score(args: argparse.Namespace) -> int:

@@ -195,8 +195,32 @@ def read_predictions(path: str | Path, task: str | Task | None = None) -> pl.Dat
         raise TruthFileError(f"{path}: empty prediction file")
     if is_answer_text(text, tk.n_axes):
         return read_answer(path, tk)
+    bad_row = _bad_first_answer_row(text, tk)
+    if bad_row is not None:  # an answer file whose first row has a bad value: not a header
+        raise TruthFileError(f"{path}: line 1 is an answer row ({tk.n_axes + 1} fields, like the rest) but "
+                             f"{bad_row} is not a number; expected `id,{','.join(tk.axes)}` with numbers")
     df = _read_csv_text(path, text, "not an answer file and not a readable CSV")
     return standardise(df, path, tk, labels_may_be_null=False, keep_system=False)
+
+
+def _bad_first_answer_row(text: str, tk: Task) -> str | None:
+    """The non-numeric value (quoted) when the first line is an answer row with a bad value - it has the answer
+    file's field count, names no column a header would, and the next line is an answer row - else None."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2 or not is_answer_line(lines[1], tk.n_axes):
+        return None
+    parts = lines[0].rsplit(",", tk.n_axes)
+    if len(parts) != tk.n_axes + 1:
+        return None
+    names = {c.lower() for c in ID_COLUMNS} | {a.lower() for a in tk.axes}
+    if any(p.strip().strip('"').lower() in names for p in parts):
+        return None  # a header after all
+    for v in parts[1:]:
+        try:
+            float(v)
+        except ValueError:
+            return repr(v.strip())
+    return None
 
 
 def _is_clip_table(path: Path) -> bool:

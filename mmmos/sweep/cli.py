@@ -66,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=positive_int, default=1, help="configurations trained in parallel processes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (heads are small; cpu is the default)")
     p.add_argument("--force", action="store_true", help="retrain finished configurations (also after changed labels)")
+    p.add_argument("--allow-missing-clips", action="store_true",
+                   help="train and evaluate without listed clips that are missing from or damaged in the cache "
+                        "(counted on screen, ids recorded in each config.json); by default they fail the "
+                        "configuration (exit 3) naming them")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -109,6 +113,7 @@ def configs_from_args(a) -> list[TrainConfig]:
         c.seed, c.crop_seconds, c.device = _given(a.seed, 42), _given(a.crop, 10.0), a.device
         c.batch_size = getattr(a, "batch_size", None)
         c.task = getattr(a, "task", None) or DEFAULT_TASK
+        c.allow_missing_clips = bool(getattr(a, "allow_missing_clips", False))
     return cfgs
 
 

@@ -15,7 +15,7 @@ PAPER_HEADS = (("bienc", "mlp"), ("trienc", "mlp"), ("trienc", "blstm_t"), ("tri
 PAPER_LOSSES = ("utmos", "contrastive", "dcq", "ccc")
 
 # settings that do not change what is learned: a finished configuration is reused when only these differ
-RUNTIME_ONLY = ("threads", "device")
+RUNTIME_ONLY = ("threads", "device", "allow_missing_clips")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class TrainConfig:
     threads: int | None = None
     clip_predictions: bool = True  # clamp reported scores to the task's score range
     task: str = DEFAULT_TASK
+    allow_missing_clips: bool = False  # train without listed clips the cache lacks (counted, ids recorded)
 
 
 def learned_settings(config: dict) -> dict:

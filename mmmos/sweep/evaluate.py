@@ -12,21 +12,67 @@ from mmmos.core.tasks import Task, get_task
 
 from .batches import default_batch_size, feature_bank, predict
 from .configs import TrainConfig
-from .labels import LabelSet, select_clips
+from .labels import LabelSet, lost_clips, select_clips
+
+
+def usable_bank(groups, df, cfg: TrainConfig, frames: bool, set_name: str, notes: list[str],
+                dropped: dict[str, list[str]]):
+    """The feature bank of ``df``'s clips, and ``df``.  Clips found damaged while their frames are read (a
+    bit-flipped chunk, a damaged HDF5 part) fail the configuration naming *every* damaged clip of the set, or under
+    ``allow_missing_clips`` are left out like missing clips (logged, added to ``dropped``).  Only a set that
+    holds damage is read a second time, to find all of it."""
+    import polars as pl
+
+    from mmmos.cache_store import DamagedClipError
+
+    ids = df["clip_id"].to_list()
+    try:
+        return feature_bank(groups, ids, cfg.crop_seconds, frames, cfg.grid_rate), df
+    except DamagedClipError as e:
+        first = e.damage
+        bad = _damaged_on_read(groups, ids)
+    if not bad:  # the damage was elsewhere (e.g. a clip id of another set): report it as it came
+        raise DamagedClipError(first)
+    if not cfg.allow_missing_clips:
+        raise lost_clips(set_name, bad, len(ids), [g.info.name for g in groups],
+                         f" (damaged cache entry found on read, first in {first.file}: {first.reason})")
+    notes.append(f"{set_name}: {len(bad)} clips are damaged in the cache and are left out (--allow-missing-clips): "
+                 f"{', '.join(bad)}")
+    dropped.setdefault(set_name, []).extend(bad)
+    df = df.filter(~pl.col("clip_id").is_in(bad))
+    return feature_bank(groups, df["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate), df
+
+
+def _damaged_on_read(groups, ids: list[str]) -> list[str]:
+    """The ids among ``ids`` whose frames fail to read in any group (each read also records the damage for the
+    next ``mmmos extract`` to repair)."""
+    from mmmos.cache_store import DamagedClipError
+
+    bad = []
+    for cid in ids:
+        for g in groups:
+            try:
+                g.read(cid)
+            except DamagedClipError:
+                bad.append(cid)
+                break
+    return bad
 
 
 def score_set(cdir: ConfigDir, ls: LabelSet, store, cfg: TrainConfig, task: Task, head, mu, sd, device: str,
-              notes: list[str]):
+              notes: list[str], dropped: dict[str, list[str]] | None = None):
     """Predict every cached clip of ``ls`` on the task's scale, write ``predictions/<set>.parquet``;
-    returns the set's metrics table and its summary lines."""
+    returns the set's metrics table and its summary lines.  Listed clips the cache cannot give fail the
+    configuration unless ``cfg.allow_missing_clips`` (then they are added to ``dropped``)."""
     import polars as pl
     import torch
 
     from mmmos.core.metrics import evaluate
 
-    groups, df = select_clips(ls, store, cfg.encoders, task.axes, False, notes)
+    dropped = {} if dropped is None else dropped
+    groups, df = select_clips(ls, store, cfg.encoders, task.axes, False, notes, cfg.allow_missing_clips, dropped)
     frames = head.needs_frames
-    bank = feature_bank(groups, df["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
+    bank, df = usable_bank(groups, df, cfg, frames, ls.name, notes, dropped)
     bs = cfg.batch_size or default_batch_size(frames)
     z = predict(head, bank, bs, torch, device, task.n_axes).astype(np.float64)
     y = z * sd + mu

@@ -14,6 +14,26 @@ class LabelSetError(UserError):
     """A label set name or file the sweep cannot use."""
 
 
+class MissingClipsError(UserError):
+    """Listed clips that are absent from or damaged in the cache: the configuration fails (exit 3) naming them,
+    unless ``--allow-missing-clips`` accepts the loss - a sweep never trains on fewer clips than asked quietly."""
+
+
+ALLOW_OPTION = "--allow-missing-clips"
+
+
+def _ids(ids: list[str], n: int = 5) -> str:
+    return ", ".join(map(repr, ids[:n])) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def lost_clips(set_name: str, lost: list[str], total: int, encoders: list[str], why: str = "") -> MissingClipsError:
+    """The one-line error for clips of ``set_name`` the cache cannot give."""
+    return MissingClipsError(
+        f"{set_name}: {len(lost)} of {total} listed clips are missing from or damaged in the {'+'.join(encoders)} "
+        f"cache{why}: {_ids(lost)}; `mmmos extract` over the same manifest (re-)extracts them, or pass "
+        f"{ALLOW_OPTION} to train without them")
+
+
 @dataclass
 class LabelSet:
     name: str
@@ -54,12 +74,32 @@ def load_labels(name: str, path: str | os.PathLike, data_root: str | None = None
     return LabelSet(name, str(path), table, content_sha256(path))
 
 
-def select_clips(labels: LabelSet, store, encoders: list[str], axes: tuple[str, ...], need_labels: bool,
-                 log: list[str]):
-    """Clip ids of a label set present in every encoder group; counts what is left out.
+def check_labels(ls: LabelSet, axes: tuple[str, ...], need_labels: bool = True) -> None:
+    """One line per unusable list, before anything is trained: no rows, or (for training and dev lists) an axis
+    without a single label - each named, instead of all ending in "0 labelled training clips"."""
+    import polars as pl
 
-    Returns ``(groups, table)``: the encoder groups in feature order and the usable rows (first row per id;
-    with ``need_labels`` only rows with every axis labelled)."""
+    t = ls.table
+    if t.height == 0:
+        raise LabelSetError(f"{ls.name}: {ls.path} lists no clips (only a header, or empty)")
+    if not need_labels:
+        return
+    empty = [a for a in axes if a not in t.columns or t.select(pl.col(a).is_not_null() & ~pl.col(a).is_nan())
+             .to_series().sum() == 0]
+    if len(empty) == len(axes):
+        raise LabelSetError(f"{ls.name}: {ls.path} has no labels (columns {', '.join(axes)} absent or empty); "
+                            f"a {ls.name} list needs them")
+    if empty:
+        raise LabelSetError(f"{ls.name}: {ls.path} has no {', '.join(empty)} labels (column absent or empty)")
+
+
+def select_clips(labels: LabelSet, store, encoders: list[str], axes: tuple[str, ...], need_labels: bool,
+                 log: list[str], allow_missing: bool = False, dropped: dict[str, list[str]] | None = None):
+    """Clip ids of a label set present (and not known damaged) in every encoder group.
+
+    A listed clip the cache cannot give raises :class:`MissingClipsError` naming it; with ``allow_missing`` it is
+    left out, logged and added to ``dropped[set name]``.  Returns ``(groups, table)``: the encoder groups in
+    feature order and the usable rows (first row per id; with ``need_labels`` only rows with every axis labelled)."""
     import polars as pl
 
     groups = [store.group(e) for e in encoders]
@@ -68,10 +108,17 @@ def select_clips(labels: LabelSet, store, encoders: list[str], axes: tuple[str, 
         log.append(f"{labels.name}: {labels.table.height - df.height} rows repeat an earlier clip id and are "
                    f"ignored (the first row of each id is used)")
     ids = df["clip_id"].to_list()
-    in_cache = [c for c in ids if all(c in g for g in groups)]
+    # is_valid: listed by the scan (metadata intact), not recorded damaged, every data file present (no decoding)
+    in_cache = [c for c in ids if all(g.is_valid(c) for g in groups)]
     if len(in_cache) < len(ids):
-        log.append(f"{labels.name}: {len(ids) - len(in_cache)} of {len(ids)} clips are not in the cache for "
-                   f"{'+'.join(encoders)} (failed or not extracted) and are left out")
+        kept = set(in_cache)
+        lost = [c for c in ids if c not in kept]
+        if not allow_missing:
+            raise lost_clips(labels.name, lost, len(ids), encoders)
+        log.append(f"{labels.name}: {len(lost)} of {len(ids)} clips are missing from or damaged in the cache for "
+                   f"{'+'.join(encoders)} and are left out ({ALLOW_OPTION}): {', '.join(lost)}")
+        if dropped is not None:
+            dropped.setdefault(labels.name, []).extend(lost)
     df = df.filter(pl.col("clip_id").is_in(in_cache))
     if need_labels:
         missing = [a for a in axes if a not in df.columns]

@@ -9,12 +9,12 @@ from pathlib import Path
 from mmmos.cache_store import CacheError
 from mmmos.core.errors import UserError
 from mmmos.core.rundir import ConfigDir, RunDir
-from mmmos.core.tasks import DEFAULT_TASK
+from mmmos.core.tasks import DEFAULT_TASK, get_task
 
 from .configs import TrainConfig, config_json, learned_settings
 from .evaluate import add_eval_sets
 from .identity import check_run_dir, run_identity, stale_eval_sets
-from .labels import LabelSet, LabelSetError
+from .labels import LabelSet, LabelSetError, check_labels
 from .summary import write_summary
 from .track1.recipe import Track1Config
 from .workers import run_pool, train_one
@@ -65,6 +65,12 @@ def _encoder_keys(st, store: str, configs: list[TrainConfig]) -> dict[str, str]:
     needed = {e for c in configs for e in c.encoders}
     have = {i.name for i in st.encoders()}
     missing = sorted(needed - have)
+    for e in missing:  # an encoder whose record is damaged: say so (find names the file and the repair)
+        if any(d.encoder.rsplit("-", 1)[0] == e for d in st.damaged_encoders()):
+            try:
+                st.find(e)
+            except CacheError as err:
+                raise MissingEncoderError(str(err)) from None
     if missing:
         users = sorted(c.name for c in configs if set(c.encoders) & set(missing))
         raise MissingEncoderError(
@@ -143,6 +149,9 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
         from .track1.run import run_track1_sweep
 
         return run_track1_sweep(configs, store, run, train, dev, evals, jobs=jobs, force=force, progress=progress)
+    axes = get_task(configs[0].task if configs else DEFAULT_TASK).axes
+    for ls, need in ((train, True), (dev, True), *((e, False) for e in evals)):
+        check_labels(ls, axes, need)  # one line per unusable list, before anything is written
     plan = plan_sweep(configs, store, run, train, dev, evals, force)
     results, todo = plan.results, plan.todo
 

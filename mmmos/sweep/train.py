@@ -18,10 +18,14 @@ import numpy as np
 from mmmos.core.rundir import ConfigDir, ConfigRecord, ModelRecord
 from mmmos.core.tasks import get_task
 
-from .batches import batches, default_batch_size, feature_bank, inputs, predict, zstats
+from .batches import batches, default_batch_size, inputs, predict, zstats
 from .configs import TrainConfig, config_json
-from .evaluate import score_set
-from .labels import LabelSet, select_clips
+from .evaluate import score_set, usable_bank
+from .labels import LabelSet, MissingClipsError, select_clips
+
+
+class TooFewClipsError(MissingClipsError):
+    """Too few usable clips left to train (after missing labels and, if allowed, missing clips)."""
 
 
 @dataclass
@@ -112,14 +116,16 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     store = open_store(store_path)
     notes: list[str] = []
     t_load = time.perf_counter()
-    groups, tr = select_clips(train, store, cfg.encoders, task.axes, True, notes)
-    _, dv = select_clips(dev, store, cfg.encoders, task.axes, True, notes)
+    dropped: dict[str, list[str]] = {}  # set -> clip ids left out under --allow-missing-clips
+    allow = cfg.allow_missing_clips
+    groups, tr = select_clips(train, store, cfg.encoders, task.axes, True, notes, allow, dropped)
+    _, dv = select_clips(dev, store, cfg.encoders, task.axes, True, notes, allow, dropped)
     if tr.height < 2:
-        raise RuntimeError(f"{cfg.name}: {tr.height} labelled training clips in the cache; need at least 2")
+        raise TooFewClipsError(f"{cfg.name}: {tr.height} labelled training clips usable; need at least 2")
     if dv.height < 1:
-        raise RuntimeError(f"{cfg.name}: no labelled dev clips in the cache")
-    bank_tr = feature_bank(groups, tr["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
-    bank_dv = feature_bank(groups, dv["clip_id"].to_list(), cfg.crop_seconds, frames, cfg.grid_rate)
+        raise TooFewClipsError(f"{cfg.name}: no labelled dev clips usable")
+    bank_tr, tr = usable_bank(groups, tr, cfg, frames, train.name, notes, dropped)
+    bank_dv, dv = usable_bank(groups, dv, cfg, frames, dev.name, notes, dropped)
     t_load = time.perf_counter() - t_load
 
     y_tr = tr.select(task.axes).to_numpy().astype(np.float64)
@@ -141,7 +147,7 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
         # predictions and metrics for every evaluation set (dev first), on the task's scale
         tables = []
         for ls in [dev, *evals]:
-            table, lines = score_set(cdir, ls, store, cfg, task, head, mu, sd, cfg.device, notes)
+            table, lines = score_set(cdir, ls, store, cfg, task, head, mu, sd, cfg.device, notes, dropped)
             for line in lines:
                 log_f.write(json.dumps({"note": line}) + "\n")
             tables.append(table)
@@ -154,7 +160,11 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     rec = ConfigRecord(config=config_json(cfg), n_train=tr.height, n_dev=dv.height, epochs_run=fit.epochs_run,
                        best_dev_loss=fit.best, t_load=t_load, t_data=fit.t_data, t_step=fit.t_step, notes=notes,
                        head_params=head.n_params(),
-                       label_sha256={ls.name: ls.sha256 for ls in [train, dev, *evals]})
+                       label_sha256={ls.name: ls.sha256 for ls in [train, dev, *evals]},
+                       extra={"dropped_clips": dropped} if dropped else {})
+    if dropped:  # accepted by --allow-missing-clips: said on screen, recorded in config.json
+        print(f"  {cfg.name}: trained without {sum(map(len, dropped.values()))} missing or damaged clips "
+              f"({', '.join(f'{k} {len(v)}' for k, v in dropped.items())}; ids in {cdir.config_path})", file=sys.stderr)
     cdir.write_config(rec)
     if before_done is not None:
         before_done()

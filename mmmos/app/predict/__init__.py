@@ -3,6 +3,7 @@
 Modules (one job each):
 
 * :mod:`.spec` -- ``predictor.json`` as typed records (:class:`PredictorSpec`), format checks
+* :mod:`.pins` -- the sha256 of every file of the folder, recorded at export and checked on load
 * :mod:`.export` -- :func:`export_predictor`: sweep run members -> predictor folder
 * :mod:`.windows` -- window planning for long audio; the default window is the training crop
 * :mod:`.members` -- a member's head applied to a clip's windows (the sweep's feature code)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from .cli import add_arguments, parse_weights, run_cli
 from .errors import MissingWeightsError, PredictorError, WeightsMismatchError
+from .pins import TamperedModelError
 from .export import export_predictor
 from .inputs import InputItem, expand_inputs
 from .predictor import ClipResult, Predictor
@@ -28,5 +30,6 @@ from .tables import results_table, write_table
 from .windows import plan_windows
 
 __all__ = ["ClipResult", "InputItem", "MissingWeightsError", "Predictor", "PredictorError", "PredictorSpec",
-           "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor", "parse_weights",
+           "TamperedModelError", "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor",
+           "parse_weights",
            "plan_windows", "read_predictor_spec", "results_table", "run_cli", "write_table"]

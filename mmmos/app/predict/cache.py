@@ -28,6 +28,11 @@ NO_AUDIO = "no-audio"             # no file to check: matched by path / clip id
 STALE = "other-audio"             # cached under this id/path, but from different audio -> fresh
 UNVERIFIABLE = "no-source"        # cached under this id/path without a recorded source -> fresh
 ABSENT = "absent"                 # not in the cache -> fresh
+DAMAGED = "damaged"               # cached, but found damaged when read -> fresh (never used)
+
+
+class DamagedCacheWarning(RuntimeWarning):
+    """A cached clip was found damaged on read and computed fresh instead (the CLI words it in its log)."""
 
 
 def recorded_source(info: Any) -> SourceId | None:
@@ -135,7 +140,7 @@ def summarize(lookups: list[CacheLookup]) -> str:
     per_clip = Counter()
     for lk in lookups:
         st = set(lk.status.values())
-        for s in (STALE, UNVERIFIABLE, NO_AUDIO, ABSENT):  # the most telling status of the clip
+        for s in (DAMAGED, STALE, UNVERIFIABLE, NO_AUDIO, ABSENT):  # the most telling status of the clip
             if s in st:
                 per_clip[s] += 1
                 break
@@ -144,13 +149,15 @@ def summarize(lookups: list[CacheLookup]) -> str:
     parts = [f"{per_clip[REUSED]} clips reused (same audio bytes)"]
     if per_clip[NO_AUDIO]:
         parts.append(f"{per_clip[NO_AUDIO]} read by path/clip id without audio to verify against")
-    fresh = per_clip[STALE] + per_clip[UNVERIFIABLE] + per_clip[ABSENT]
-    why = [f"{per_clip[STALE]} cached from different audio"] if per_clip[STALE] else []
+    fresh = per_clip[STALE] + per_clip[UNVERIFIABLE] + per_clip[ABSENT] + per_clip[DAMAGED]
+    why = [f"{per_clip[DAMAGED]} damaged in the cache"] if per_clip[DAMAGED] else []
+    why += [f"{per_clip[STALE]} cached from different audio"] if per_clip[STALE] else []
     why += [f"{per_clip[UNVERIFIABLE]} cached without a source record (cannot verify)"] if per_clip[UNVERIFIABLE] else []
     why += [f"{per_clip[ABSENT]} not cached"] if per_clip[ABSENT] else []
     parts.append(f"{fresh} computed fresh" + (f" ({', '.join(why)})" if why else ""))
     return "cache: " + ", ".join(parts)
 
 
-__all__ = ["ABSENT", "CacheLookup", "FrameCache", "NO_AUDIO", "REUSED", "STALE", "UNVERIFIABLE", "norm_path",
+__all__ = ["ABSENT", "CacheLookup", "DAMAGED", "DamagedCacheWarning", "FrameCache", "NO_AUDIO", "REUSED", "STALE",
+           "UNVERIFIABLE", "norm_path",
            "recorded_source", "summarize"]

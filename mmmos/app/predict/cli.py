@@ -120,6 +120,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "prompt", None) or getattr(args, "prompts", None) or getattr(args, "distribution", False):
         raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
                              f"{args.model} scores audio alone")
+    from .cache import DamagedCacheWarning
+
     items = expand_inputs(args.inputs, args.data_root)
     threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     with warnings.catch_warnings(record=True) as caught:
@@ -139,8 +141,13 @@ def run_cli(args: argparse.Namespace) -> int:
          + f"; {threads} math thread{'s' if threads != 1 else ''}; precision "
          + ", ".join(f"{pred.records[k]['name']} {p}" for k, p in pred.encoders.precisions.items()))
     t0 = time.perf_counter()
-    results = list(pred.predict_items(items, progress=not args.no_progress))
+    n_notes = len(pred.cache_notes)
+    with warnings.catch_warnings():  # damaged cached clips are worded in the log below, not as raw warnings
+        warnings.simplefilter("ignore", DamagedCacheWarning)
+        results = list(pred.predict_items(items, progress=not args.no_progress))
     write_table(results_table(results, args.per_window, pred.axes), args.out)
+    for note in pred.cache_notes[n_notes:]:
+        _log(note)
     return _report(results, time.perf_counter() - t0, args.out, pred)
 
 

@@ -18,6 +18,7 @@ from mmmos.core.rundir import ConfigDir, ModelRecord, RunDir, RunDirError
 from mmmos.core.tasks import get_task
 
 from .errors import PredictorError
+from .pins import pin_files
 from .spec import MEMBERS_DIR, PREDICTOR_FILE, MemberSpec, PredictorSpec, safe_member_name
 
 
@@ -131,6 +132,7 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
         for m, rec, _ in recs:
             torch.save({k: v.detach().cpu().contiguous() for k, v in rec.state_dict.items()},
                        tmp / MEMBERS_DIR / f"{m}.pt")
+        spec.files = pin_files(tmp, PREDICTOR_FILE)  # every file sha256-pinned, checked on load (.pins)
         (tmp / PREDICTOR_FILE).write_text(json.dumps(spec.to_json(), indent=2))
         _replace_dir(tmp, out)
     finally:

@@ -157,14 +157,19 @@ class Predictor:
         fresh from the audio instead) and is named in the notes."""
         from mmmos.cache_store import DamagedClipError
 
+        from .cache import DAMAGED, DamagedCacheWarning
+
         frames = {}
-        for k, cid in lookup.cached.items():
+        for k, cid in list(lookup.cached.items()):
             try:
                 frames[k] = self.cache.read(k, cid)
             except DamagedClipError as e:
+                # not from the cache after all: counted as computed fresh, with the reason
+                del lookup.cached[k]
+                lookup.status[k] = DAMAGED
                 note = f"{e}; computed fresh from the audio instead"
                 self.cache_notes.append(note)
-                warnings.warn(note, RuntimeWarning, stacklevel=2)
+                warnings.warn(note, DamagedCacheWarning, stacklevel=2)
         return frames
 
     @staticmethod

@@ -8,6 +8,8 @@
                               default weights paths, where it came from
     <out>/members/<m>.pt      each member's head state dict (``torch.load(weights_only=True)``)
 
+``"files"`` pins the sha256 of every file but ``predictor.json`` itself, checked on every read (:mod:`.pins`).
+
 A stacked ensemble adds ``"stack"`` (the meta-model, see :mod:`.stacked`) and is written as format version 2,
 so a reader that knows only version 1 refuses it instead of averaging the members; a plain ensemble stays
 version 1. A folder written before tasks were recorded (no ``task`` key) reads as task ``track2``.
@@ -81,6 +83,7 @@ class PredictorSpec:
     weights: dict[str, str] = field(default_factory=dict)   # encoder name -> default weights path
     source: dict[str, Any] = field(default_factory=dict)    # run folder, creation time
     stack: dict | None = None                                # the meta-model of a stacked ensemble (.stacked)
+    files: dict[str, str] = field(default_factory=dict)      # relative path -> sha256 of every other file (.pins)
 
     @property
     def axes(self) -> list[str]:
@@ -90,12 +93,12 @@ class PredictorSpec:
     def from_json(cls, d: dict) -> "PredictorSpec":
         return cls(members=[MemberSpec.from_json(m) for m in d["members"]], encoders=dict(d["encoders"]),
                    task=str(d.get("task") or DEFAULT_TASK), weights=dict(d.get("weights") or {}),
-                   source=dict(d.get("source") or {}), stack=d.get("stack"))
+                   source=dict(d.get("source") or {}), stack=d.get("stack"), files=dict(d.get("files") or {}))
 
     def to_json(self) -> dict:
         d = {"format": FORMAT, "version": STACK_VERSION if self.stack else VERSION, "task": self.task,
              "axes": self.axes, "members": [m.to_json() for m in self.members], "encoders": self.encoders,
-             "weights": self.weights, "source": self.source}
+             "weights": self.weights, "source": self.source, "files": self.files}
         if self.stack:
             d["stack"] = self.stack
         return d
@@ -135,6 +138,9 @@ def read_predictor_spec(model_dir: str | os.PathLike) -> dict:
         for k in m.get("encoder_keys", []):
             if k not in spec.get("encoders", {}):
                 raise PredictorError(f"{f}: member {m.get('name')} needs encoder {k}, which has no identity record")
+    from .pins import check_pins
+
+    check_pins(model_dir, spec, f, [str(m.get("file", f"{MEMBERS_DIR}/{m.get('name')}.pt")) for m in spec["members"]])
     return spec
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from mmmos.core.rundir import RunDir
 
 from ..identity import stale_eval_sets
-from ..workers import ParentGoneError, check_parent, init_worker
+from ..workers import ParentGoneError, check_parent, error_text, run_pool
 from .checkpoints import add_eval_sets_track1
 from .recipe import Track1Config, checkpoint_names
 from .summary import write_track1_summary
@@ -26,16 +25,12 @@ def train_one_track1(args):
     except ParentGoneError:
         os._exit(1)  # nobody is listening for the result
     except Exception as e:  # noqa: BLE001 - reported in the summary, the other runs go on
-        return cfg.name, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+        return cfg.name, None, error_text(e)
 
 
 def _pool(todo: list, jobs: int, args_of, report) -> None:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs, initializer=init_worker, initargs=(os.getpid(),)) as pool:
-        for name, res, err in pool.imap_unordered(train_one_track1, [args_of(c) for c in todo]):
-            report(name, res, err)
+    # the runs set their own threads (cfg.threads), so each worker starts from the one-process policy
+    run_pool(todo, jobs, args_of, report, fn=train_one_track1, thread_jobs=1)
 
 
 def run_track1_sweep(configs: list[Track1Config], store: str, run: str | Path, train, dev, evals: list,

@@ -1,0 +1,106 @@
+"""Ctrl-C and SIGTERM: one behaviour for every command.
+
+* SIGINT raises ``KeyboardInterrupt`` (Python's own handler); SIGTERM raises :class:`Terminated`, a
+  ``KeyboardInterrupt`` subclass, so every ``finally``/cleanup written for Ctrl-C also runs on SIGTERM and the
+  CLI exits 130 (Ctrl-C) or 143 (SIGTERM, 128 + 15) with one line and no traceback.
+* :func:`shielded` holds both signals back during a short step that must not be cut in half (stopping worker
+  processes): a signal that arrives meanwhile is delivered when the step ends, so the step still completes.
+* :func:`starting_children` / :func:`child_ignores_interrupts`: worker processes ignore SIGINT.  A terminal's
+  Ctrl-C reaches the whole process group, and a worker that died of it on its own would print a traceback and
+  leave the parent waiting for a result that never comes; the parent decides when its workers stop (SIGTERM).
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+EXIT_SIGTERM = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (raised in the main thread, like Ctrl-C's KeyboardInterrupt)."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
+def install_handlers():
+    """SIGTERM -> :class:`Terminated` in the main thread (a no-op elsewhere, where signals cannot be set);
+    returns the previous handler (for :func:`restore_handlers`)."""
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    return None
+
+
+def restore_handlers(previous) -> None:
+    """Put back the SIGTERM handler :func:`install_handlers` replaced (a caller that runs commands in-process),
+    and forget any interrupt CPython remembered as unhandled (:func:`_forget_escaped_interrupt`)."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+    _forget_escaped_interrupt()
+
+
+def _forget_escaped_interrupt() -> None:
+    """CPython sets ``_Py_UnhandledKeyboardInterrupt`` when a KeyboardInterrupt leaves code it runs through
+    ``PyRun_*`` (some extension imports do), and ``python -m`` then ends the process *by SIGINT* at exit whatever
+    status the command returned (seen: exit -2 instead of 130 after a Ctrl-C during imports).  The command has
+    handled the interrupt, so the flag is cleared (best effort: other interpreters have no such flag)."""
+    try:
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, ValueError, AttributeError, OSError):
+        pass
+
+
+def exit_status(e: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return EXIT_SIGTERM if isinstance(e, Terminated) else 130
+
+
+@contextlib.contextmanager
+def shielded():
+    """Defer SIGINT/SIGTERM until the ``with`` block ends, then deliver the first one that came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            raise Terminated() if got[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def starting_children():
+    """Start child processes inside this block: they inherit SIGINT *ignored* (a disposition of SIG_IGN survives
+    exec, and Python then installs no KeyboardInterrupt handler), so a Ctrl-C that reaches the process group while a
+    child boots cannot kill it half-started with a traceback.  SIGTERM to this process is held back until the
+    block ends (:func:`shielded`); a Ctrl-C inside the block itself (the few milliseconds of a fork and exec) is
+    lost - the signal mask does not survive Python's spawn, so it cannot be held back for the children alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with shielded():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # shielded() puts the real handler back
+        yield
+
+
+def child_ignores_interrupts() -> None:
+    """In a worker process: keep ignoring SIGINT (the parent decides when workers stop, and stops them with
+    SIGTERM, whose default action ends the process silently)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+__all__ = ["EXIT_SIGTERM", "Terminated", "child_ignores_interrupts", "exit_status", "install_handlers", "restore_handlers",
+           "shielded",
+           "starting_children"]

@@ -1,0 +1,187 @@
+"""Ctrl-C and SIGTERM at random points: every command stops within seconds, exits 130 (SIGINT to the process
+group, as a terminal sends it) or 143 (SIGTERM to the command), prints one line and no traceback, leaves no
+process behind, and a re-run resumes to the same result with nothing lost or duplicated.
+
+Each test interrupts its command 20 times (seeded RNG) in a chain: every run resumes the folder the previous
+one left; a run that finished before its signal starts a fresh folder.  Small inputs keep a run to a few seconds.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from synthetic_cache import make_synthetic
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, signals and sessions")
+
+TRIES = 20
+MMMOS = [sys.executable, "-m", "mmmos"]
+HANG_SECONDS = 60  # a run still alive this long after its signal has hung (the old Pool did)
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of session ``sid`` (the command and anything it started)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(f[3]) == sid and f[0] not in ("Z", "X"):
+            out.append(int(d.name))
+    return out
+
+
+def _interrupted(cmd: list[str], delay: float, sig: int) -> tuple[int, str]:
+    """Run ``cmd`` in its own session, send ``sig`` after ``delay`` s; return (exit status, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        time.sleep(delay)
+        if p.poll() is None:
+            if sig == signal.SIGINT:
+                os.killpg(p.pid, sig)  # a terminal's Ctrl-C reaches every process of the group
+            else:
+                os.kill(p.pid, sig)  # `kill PID` reaches the command only
+        try:
+            _, err = p.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{' '.join(cmd[2:4])} hung after signal {sig} at {delay:.2f} s")
+        for _ in range(100):  # the command reaped its workers; give the kernel a moment to drop the rest
+            if not _session_members(p.pid):
+                break
+            time.sleep(0.1)
+        left = _session_members(p.pid)
+        assert not left, f"processes {left} outlived the command (signal {sig} at {delay:.2f} s)"
+        return p.returncode, err.decode(errors="replace")
+    finally:
+        if p.poll() is None or _session_members(p.pid):
+            os.killpg(p.pid, signal.SIGKILL)  # only this test's own session
+            p.wait()
+
+
+def _check_outcome(rc: int, err: str, sig: int, what: str) -> bool:
+    """The exit status and message of one interrupted run; True when it was interrupted (not finished first)."""
+    assert "Traceback" not in err, f"{what}: traceback after signal {sig}:\n{err[-2000:]}"
+    if rc == 0:
+        return False
+    if rc == -sig and "finished work is kept" not in err:
+        # the signal's default action, in the instants before the command's handler is set or after it is put
+        # back; a shell reports 128 + n, as for the handled case
+        return True
+    want = 130 if sig == signal.SIGINT else 143
+    assert rc == want, f"{what}: exit {rc} after signal {sig}, expected {want}:\n{err[-2000:]}"
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert f"{what}: {word}; finished work is kept" in err
+    return True
+
+
+def _chain(make_cmd, new_folder, seed: int, lo: float, hi: float) -> tuple[list, int]:
+    """20 interrupted runs; returns (the folders used, how many were really interrupted)."""
+    rng = np.random.default_rng(seed)
+    folders = [new_folder(0)]
+    hits = 0
+    for i in range(TRIES):
+        sig = signal.SIGINT if i % 2 == 0 else signal.SIGTERM
+        rc, err = _interrupted(make_cmd(folders[-1]), float(rng.uniform(lo, hi)), sig)
+        if _check_outcome(rc, err, sig, f"mmmos {make_cmd(folders[-1])[3]}"):
+            hits += 1
+        else:
+            folders.append(new_folder(len(folders)))
+    return folders, hits
+
+
+# -- sweep -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    d = tmp_path_factory.mktemp("interrupt_synth")
+    store, sets = make_synthetic(d, n_train=48, n_dev=16, n_pam=8)
+    return d, store, sets
+
+
+CONFIGS = "bienc-mlp-utmos,trienc-mlp-utmos,bienc-mlp-ccc"
+
+
+def _sweep_cmd(store, sets, run: Path, jobs: int) -> list[str]:
+    return [*MMMOS, "sweep", "--store", str(store), "--run", str(run), "--train", str(sets["train"]),
+            "--dev", str(sets["dev"]), "--sets", "bienc=encA,trienc=encA+encB", "--only", CONFIGS,
+            "--epochs", "3", "--patience", "3", "--jobs", str(jobs), "--no-progress"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sweep_stops_at_random_points_and_resumes(synth, tmp_path, jobs):
+    d, store, sets = synth
+    folders, hits = _chain(lambda run: _sweep_cmd(store, sets, run, jobs), lambda i: tmp_path / f"run{i}",
+                           seed=jobs, lo=0.3, hi=3.0 if jobs == 2 else 2.5)
+    assert hits >= TRIES // 2, f"only {hits} of {TRIES} signals arrived before the sweep ended"
+    dev_ids = sorted(pl.read_csv(sets["dev"])["clip_id"].to_list())
+    for run in folders:  # each resumes to a finished run: every configuration once, every dev clip once
+        r = subprocess.run(_sweep_cmd(store, sets, run, jobs), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        for name in CONFIGS.split(","):
+            cdir = run / "configs" / name
+            assert (cdir / "DONE").is_file()
+            assert sorted(pl.read_parquet(cdir / "predictions" / "dev.parquet")["clip_id"].to_list()) == dev_ids
+            epochs = [line for line in (cdir / "train_log.jsonl").read_text().splitlines() if '"epoch"' in line]
+            assert [int(e.split('"epoch": ')[1].split(",")[0]) for e in epochs] == list(range(1, len(epochs) + 1))
+        assert (run / "summary.md").is_file()
+
+
+# -- extract -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    import soundfile as sf
+
+    d = tmp_path_factory.mktemp("interrupt_audio")
+    rng = np.random.default_rng(0)
+    ids, paths = [], []
+    for i in range(60):
+        p = d / f"c{i:02d}.wav"
+        sf.write(p, (0.1 * rng.standard_normal(int(16000 * (1.0 + (i % 4) * 0.5)))).astype(np.float32), 16000)
+        ids.append(f"c{i:02d}")
+        paths.append(str(p))
+    pl.DataFrame({"clip_id": ids, "path": paths}).write_csv(d / "m.csv")
+    return d / "m.csv", dict(zip(ids, paths))
+
+
+def _extract_cmd(man, store: Path) -> list[str]:
+    backend = "hdf5" if store.name.startswith("h") else "zarr"
+    return [*MMMOS, "extract", "--manifest", str(man), "--encoders", "logmel", "--store", str(store),
+            "--backend", backend, "--no-progress"]
+
+
+def test_extract_stops_at_random_points_and_resumes(corpus, tmp_path):
+    from mmmos import extract
+    from mmmos.cache_store import open_store
+    from mmmos.core.audio import load_audio
+
+    man, files = corpus
+    # alternate backends between chains: zarr first, hdf5 after each finished store
+    folders, hits = _chain(lambda s: _extract_cmd(man, s), lambda i: tmp_path / f"{'zh'[i % 2]}{i}",
+                           seed=7, lo=0.3, hi=2.0)
+    assert hits >= TRIES // 2, f"only {hits} of {TRIES} signals arrived before the extraction ended"
+    enc = extract.load_encoder("logmel")
+    fresh = {cid: enc.embed(load_audio(p)[0]).astype(np.float16) for cid, p in files.items()}
+    for store in folders:
+        r = subprocess.run(_extract_cmd(man, store), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        g = open_store(store).group("logmel")
+        assert sorted(g.clip_ids()) == sorted(files) and not g.verify()  # nothing lost, nothing damaged
+        for cid, x in fresh.items():
+            assert np.array_equal(g.read(cid), x), f"{store.name}: {cid} differs from its audio's frames"
+        assert not list((store / "encoders").glob("*/claims/*")), "claims left behind"
+        if store.name.startswith("h"):  # no clip committed twice
+            import json
+
+            held = [c for f in (store / "encoders").glob("*/parts/*.index.json")
+                    for c in json.loads(f.read_text()).get("clips", [])]
+            assert len(held) == len(set(map(str, held))) == len(files)
