@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -66,8 +67,13 @@ def _machine() -> dict:
 
     from mmmos.extract.precision import cpu_bf16_native, resolve_precision
 
+    from bench.extract_bench import machine
+
+    info = machine()
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_bf16_native(),
+            "cpu_model": info.get("cpu_model"), "cpu_flags": info.get("cpu_flags", []),
+            "load_avg": os.getloadavg()[0],
             "auto": {n: resolve_precision("auto", "cpu", n) for n in ENCODERS}}
 
 
@@ -75,6 +81,8 @@ def _markdown(res: dict) -> str:
     m = res["machine"]
     size = "full-size" if res.get("size", "full") == "full" else "TINY (smoke run, not a measurement)"
     lines = [f"# bf16 vs fp32 on CPU ({size} random-initialised encoders)", "",
+             f"CPU: {m.get('cpu_model')} ({', '.join(m.get('cpu_flags', []))}); load average at the start "
+             f"{m.get('load_avg', float('nan')):.1f}; "
              f"torch {m['torch']}, {m['threads']} threads, CPU capability {m['cpu_capability']}, "
              f"native bf16: {m['native_bf16']}; `--precision auto` here: "
              + ", ".join(f"{k}={v}" for k, v in m["auto"].items()), "",

@@ -123,3 +123,40 @@ def test_stacked_predictor_reproduces_the_stack_with_member_distributions(traine
     assert got.height == len(items) == 6
     for a in AXES:
         np.testing.assert_allclose(got[a].to_numpy(), got[a + "_ref"].to_numpy(), atol=1e-5)
+
+
+def test_cache_gives_the_audio_scores_and_reads_what_it_holds(trained, tmp_path, capsys, monkeypatch):
+    """--cache for a Track 1 model: the same scores as from audio, every dev clip's frames and prompt tokens read
+    from the cache (no encoder run: both are made to fail if called), a clip whose file changed computed fresh."""
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "mc")
+    items = expand_prompted_inputs([info["dev"]], get_task("track1"))
+    plain = _predict(model, items).sort("clip_id")
+    cached = Track1Predictor.load(model, device="cpu", cache=root / "cache.zarr")
+
+    def boom(*a, **k):
+        raise AssertionError("an encoder ran although the cache holds the clip")
+
+    monkeypatch.setattr(cached.audio, "frames", boom)
+    got = prompted_table(list(cached.predict_items(items)), cached.axes).sort("clip_id")
+    assert got["error"].null_count() == got.height == 16
+    for a in AXES:
+        np.testing.assert_allclose(got[a].to_numpy(), plain[a].to_numpy(), atol=1e-6)
+    assert not cached.text  # the prompts' tokens came from the cache: no text encoder was loaded
+    monkeypatch.undo()
+    # through the CLI: the log counts the cached clips; a changed file is computed fresh from its audio
+    import soundfile as sf
+
+    w, sr = sf.read(items[0].path)
+    sf.write(items[0].path, w * 0.5, sr)
+    out = tmp_path / "c.csv"
+    capsys.readouterr()
+    assert main(["predict", info["dev"], "--model", str(model), "--cache", str(root / "cache.zarr"), "--out", str(out),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "(15 from the cache)" in err and "15 clips reused" in err and "1 computed fresh" in err
+    c = pl.read_csv(out).sort("clip_id")
+    changed = c.filter(pl.col("clip_id") == items[0].clip_id)
+    fresh = _predict(model, items[:1])
+    assert changed[AXES[0]][0] == pytest.approx(fresh[AXES[0]][0], abs=1e-6)
+    sf.write(items[0].path, w, sr)  # the module's corpus is shared by later tests

@@ -128,6 +128,33 @@ class FrameCache:
                               f"not from this file")
         return out
 
+    def frames_for(self, lookup: CacheLookup, notes: list[str]) -> dict:
+        """The frames the cache gives for ``lookup``; a cached clip found damaged is never used: it leaves the
+        lookup (status DAMAGED, so it counts as computed fresh), and ``notes`` and a
+        :class:`DamagedCacheWarning` say so."""
+        import warnings
+
+        from mmmos.cache_store import DamagedClipError
+
+        frames = {}
+        for k, cid in list(lookup.cached.items()):
+            try:
+                frames[k] = self.read(k, cid)
+            except DamagedClipError as e:
+                del lookup.cached[k]
+                lookup.status[k] = DAMAGED
+                note = f"{e}; computed fresh from the audio instead"
+                notes.append(note)
+                warnings.warn(note, DamagedCacheWarning, stacklevel=3)
+        return frames
+
+    def group(self, key: str):
+        """The store's group ``key`` (any encoder identity it holds, text encoders' too), or None."""
+        from mmmos.cache_store import open_store
+
+        st = open_store(self.store)
+        return st.group(key) if key in {i.key for i in st.encoders()} else None
+
     def duration(self, key: str, cache_clip_id: str) -> float:
         return float(self.groups[key].clip(cache_clip_id).duration)
 

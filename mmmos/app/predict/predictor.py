@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -153,24 +152,9 @@ class Predictor:
         return prep
 
     def _cached_frames(self, lookup: CacheLookup) -> dict:
-        """The frames the cache gives for this item; a damaged cached clip is never used (its frames are computed
-        fresh from the audio instead) and is named in the notes."""
-        from mmmos.cache_store import DamagedClipError
-
-        from .cache import DAMAGED, DamagedCacheWarning
-
-        frames = {}
-        for k, cid in list(lookup.cached.items()):
-            try:
-                frames[k] = self.cache.read(k, cid)
-            except DamagedClipError as e:
-                # not from the cache after all: counted as computed fresh, with the reason
-                del lookup.cached[k]
-                lookup.status[k] = DAMAGED
-                note = f"{e}; computed fresh from the audio instead"
-                self.cache_notes.append(note)
-                warnings.warn(note, DamagedCacheWarning, stacklevel=2)
-        return frames
+        """The frames the cache gives for this item (a damaged cached clip is computed fresh; see
+        :meth:`FrameCache.frames_for`)."""
+        return self.cache.frames_for(lookup, self.cache_notes) if self.cache is not None else {}
 
     @staticmethod
     def _prepare_audio(prep: _Prepared) -> _Prepared:

@@ -24,6 +24,7 @@ import numpy as np
 
 from mmmos.core.tasks import Task, get_task
 
+from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet, check_encoder_identity
 from .errors import MissingWeightsError, PredictorError
 from .inputs import expand_inputs
@@ -53,6 +54,8 @@ class PromptedResult:
     duration: float | None = None
     n_windows: int | None = None
     error: str | None = None
+    source: str | None = None  # "audio", "cache" or "audio+cache"
+    cache: CacheLookup | None = None  # what the cache gave (with --cache)
 
 
 @dataclass
@@ -111,10 +114,16 @@ class Track1Predictor:
     """An exported Track 1 ensemble (see the module doc). Build with :meth:`load`."""
 
     def __init__(self, spec: PredictorSpec, members: list[_T1Member], audio: EncoderSet, text: dict,
-                 model_dir: str | None = None):
+                 model_dir: str | None = None, cache: FrameCache | None = None, weights: dict | None = None):
         from .stacked import StackSpec
 
         self.spec, self.members, self.audio, self.text = spec, members, audio, text
+        self.cache = cache
+        self.cache_notes: list[str] = list(cache.notes) if cache else []
+        self._weights = dict(weights or {})
+        # prompt tokens cached by the same text encoder identity: read by prompt key, encoded only when absent
+        self._text_groups = {k: g for k in {m.text_key for m in members}
+                             if cache is not None and (g := cache.group(k)) is not None}
         self.task: Task = get_task(spec.task)
         self.model_dir = model_dir
         self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir),
@@ -127,7 +136,11 @@ class Track1Predictor:
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
-             batch_size: int = 8, precision: str = "auto") -> "Track1Predictor":
+             batch_size: int = 8, precision: str = "auto", cache: str | os.PathLike | None = None
+             ) -> "Track1Predictor":
+        """The model folder's predictor.  With ``cache`` (a frame cache), audio frames of the same audio bytes
+        and prompt tokens of the same text encoder are read from it as Track 2's ``--cache`` does; an encoder
+        whose weights are unavailable is an error only for what the cache lacks."""
         from mmmos.heads import build_head_from_config
 
         spec = load_spec(model_dir)
@@ -145,20 +158,43 @@ class Track1Predictor:
             members.append(_T1Member(m.name, head, head.output_kind, m.encoder_keys[0], m.encoder_keys[1],
                                      m.crop_seconds))
         audio_keys = {m.audio_key for m in members}
-        audio = EncoderSet({k: spec.encoders[k] for k in audio_keys}, dict(weights or {}), spec.weights, device,
-                           batch_size, precision=precision)
-        text = {k: _load_text_encoder(spec.encoders[k], dict(weights or {}), spec.weights, audio.device)
-                for k in {m.text_key for m in members}}
-        return cls(spec, members, audio, text, model_dir=str(model_dir))
+        audio_records = {k: spec.encoders[k] for k in audio_keys}
+        audio = EncoderSet(audio_records, dict(weights or {}), spec.weights, device, batch_size,
+                           lazy=cache is not None, precision=precision)
+        frame_cache = FrameCache(cache, audio_records) if cache is not None else None
+        text = {} if cache is not None else {  # with a cache: loaded when a prompt is not cached
+            k: _load_text_encoder(spec.encoders[k], dict(weights or {}), spec.weights, audio.device)
+            for k in {m.text_key for m in members}}
+        return cls(spec, members, audio, text, model_dir=str(model_dir), cache=frame_cache, weights=weights)
 
     # -- pieces ----------------------------------------------------------------------------
     def tokens(self, key: str, prompt: str) -> np.ndarray:
         """The prompt's token frames from text encoder ``key`` (encoded once per distinct prompt)."""
         if (key, prompt) not in self._tokens:
             rec = self.spec.encoders[key]
-            frames = self.text[key].encode_report([prompt]).frames[0]
-            self._tokens[(key, prompt)] = _stored(np.asarray(frames), rec.get("dtype", "float16"), rec["name"])
+            frames = self._cached_tokens(key, prompt)
+            if frames is None:
+                if key not in self.text:
+                    self.text[key] = _load_text_encoder(rec, self._weights, self.spec.weights, self.audio.device)
+                frames = np.asarray(self.text[key].encode_report([prompt]).frames[0])
+            self._tokens[(key, prompt)] = _stored(frames, rec.get("dtype", "float16"), rec["name"])
         return self._tokens[(key, prompt)]
+
+    def _cached_tokens(self, key: str, prompt: str) -> np.ndarray | None:
+        """The prompt's tokens from the cache (same text encoder identity), or None; a damaged entry is noted
+        and encoded fresh."""
+        from mmmos.cache_store import DamagedClipError
+        from mmmos.core.prompts import prompt_key
+
+        g = self._text_groups.get(key)
+        pk = prompt_key(prompt)
+        if g is None or pk not in g:
+            return None
+        try:
+            return np.asarray(g.read(pk))
+        except DamagedClipError as e:
+            self.cache_notes.append(f"{e}; prompt encoded fresh instead")
+            return None
 
     def score_frames(self, frames: dict[str, np.ndarray], prompt: str) -> tuple[np.ndarray, np.ndarray | None, int]:
         """(scores, distribution or None, windows of the first member) from stored-dtype audio frames."""
@@ -187,18 +223,25 @@ class Track1Predictor:
 
         from .predictor import error_text
 
-        res = PromptedResult(item.clip_id, item.path, item.prompt)
+        lookup = self.cache.lookup(item.clip_id, item.path) if self.cache and item.error is None else CacheLookup()
+        res = PromptedResult(item.clip_id, item.path, item.prompt, cache=lookup if self.cache else None)
         try:
             if item.error is not None:
                 raise PredictorError(item.error)
             if item.prompt is None or not str(item.prompt).strip():
                 raise PredictorError("no prompt for this clip (give --prompt TEXT, a prompt column or the prompt "
                                      "tables)")
-            if item.path is None:
-                raise PredictorError("the manifest row has no audio path")
-            wave, sr = load_audio(item.path)
-            res.duration = len(wave) / sr
-            frames = self.audio.frames(wave, sr, list(self.audio.records))
+            frames = self.cache.frames_for(lookup, self.cache_notes) if self.cache else {}
+            todo = [k for k in self.audio.records if k not in frames]
+            if frames:
+                res.duration = self.cache.duration(*next(iter(lookup.cached.items())))
+            if todo:
+                if item.path is None:
+                    raise PredictorError("the manifest row has no audio path (and the clip is not in the cache)")
+                wave, sr = load_audio(item.path)
+                res.duration = len(wave) / sr
+                frames.update(self.audio.frames(wave, sr, todo))
+            res.source = "cache" if not todo else ("audio" if len(todo) == len(self.audio.records) else "audio+cache")
             res.scores, res.dists, res.n_windows = self.score_frames(frames, str(item.prompt))
         except Exception as e:  # noqa: BLE001 - one bad pair never stops the run
             res.error, res.scores, res.dists = error_text(e), None, None

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL
 
+from .cache import DamagedCacheWarning, summarize
 from .errors import PredictorError
 
-_AUDIO_ONLY = ("cache", "window", "hop", "per_window")
+_AUDIO_ONLY = ("window", "hop", "per_window")
 
 
 def run_prompted(args, weights: dict[str, str]) -> int:
@@ -29,15 +31,27 @@ def run_prompted(args, weights: dict[str, str]) -> int:
                                    data_root=args.data_root)
     threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     pred = Track1Predictor.load(args.model, weights, None if args.device == "auto" else args.device,
-                                batch_size=args.batch_size, precision=getattr(args, "precision", "auto"))
+                                batch_size=args.batch_size, precision=getattr(args, "precision", "auto"),
+                                cache=getattr(args, "cache", None))
+    for note in pred.cache_notes:
+        print(f"mmmos predict: {note}", file=sys.stderr)
     print(f"mmmos predict: Track 1 model of {len(pred.members)} members; {len(items)} (audio, prompt) pairs; "
           f"{threads} math thread{'s' if threads != 1 else ''}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = list(pred.predict_items(items, progress=not args.no_progress))
+    n_notes = len(pred.cache_notes)
+    with warnings.catch_warnings():  # damaged cached clips are worded in the log below, not as raw warnings
+        warnings.simplefilter("ignore", DamagedCacheWarning)
+        results = list(pred.predict_items(items, progress=not args.no_progress))
     write_table(prompted_table(results, pred.axes, args.distribution), args.out)
     bad = [r for r in results if r.error is not None]
+    from_cache = sum(r.source == "cache" for r in results)
     print(f"mmmos predict: {len(results) - len(bad)} of {len(results)} pairs scored in "
-          f"{time.perf_counter() - t0:.1f} s" + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+          f"{time.perf_counter() - t0:.1f} s" + (f" ({from_cache} from the cache)" if pred.cache else "")
+          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    if pred.cache is not None:
+        print(f"mmmos predict: {summarize([r.cache for r in results if r.cache is not None])}", file=sys.stderr)
+        for note in pred.cache_notes[n_notes:]:
+            print(f"mmmos predict: {note}", file=sys.stderr)
     for r in bad[:10]:
         print(f"  {r.clip_id}: {r.error}", file=sys.stderr)
     return EXIT_PARTIAL if bad else EXIT_OK
