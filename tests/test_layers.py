@@ -148,3 +148,105 @@ def test_checker_catches_upward_edges(tmp_path, monkeypatch, src, layer_folder, 
     (d / "planted.py").write_text(src)
     (bad,) = violations([d / "planted.py"])
     assert expect in bad
+
+
+# -- import cycles -----------------------------------------------------------------------------------------
+def module_name(path: Path) -> str:
+    pkg = package_of(path)
+    return pkg if path.name == "__init__.py" else f"{pkg}.{path.stem}"
+
+
+def import_graph(files: list[Path]) -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (at the top or inside functions: a lazy import still
+    ties the two modules together).  ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
+    else to ``pkg``; a name that is no project module is followed up to its nearest project package."""
+    mods = {module_name(f): f for f in files}
+    graph: dict[str, set[str]] = {}
+    for name, f in mods.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _from_module(node, package_of(f))
+                subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods]
+                targets = subs if len(subs) == len(node.names) else [*subs, base]
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+def _from_module(node: ast.ImportFrom, pkg: str) -> str:
+    """The absolute module of ``from X import ...`` in package ``pkg`` (relative levels resolved)."""
+    if not node.level:
+        return node.module or ""
+    base = pkg.split(".")
+    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_import_cycle():
+    assert cycles(import_graph(project_files())) == []
+
+
+def test_cycle_finder_finds_a_planted_cycle(tmp_path, monkeypatch):
+    """The checker itself: two modules that import each other (one lazily) form a reported cycle; a third
+    that only imports them does not join it."""
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    d = tmp_path / "mmmos" / "sweep"
+    d.mkdir(parents=True)
+    (d / "__init__.py").write_text("")
+    (d / "a.py").write_text("from .b import f\n")
+    (d / "b.py").write_text("def f():\n    from mmmos.sweep import a\n")
+    (d / "c.py").write_text("from . import a, b\n")
+    files = sorted(d.glob("*.py"))
+    assert cycles(import_graph(files)) == [["mmmos.sweep.a", "mmmos.sweep.b"]]
+    assert cycles({"x": {"y"}, "y": set()}) == []

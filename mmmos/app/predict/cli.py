@@ -111,7 +111,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from mmmos.core.tasks import get_task
 
     from .spec import read_predictor_spec
-    from .track1 import has_prompts
+    from mmmos.core.manifests import has_prompts
 
     if has_prompts(get_task(read_predictor_spec(args.model).get("task") or None)):
         from .track1_cli import run_prompted

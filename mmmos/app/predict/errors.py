@@ -18,4 +18,15 @@ class MissingWeightsError(PredictorError):
     """No weights were given (or recorded) for an encoder that needs them."""
 
 
-__all__ = ["MissingWeightsError", "PredictorError", "WeightsMismatchError"]
+
+
+def error_text(e: BaseException) -> str:
+    """A clip's error cell: user-facing errors as they read, anything else with its type."""
+    from mmmos.core.audio import AudioError
+
+    if isinstance(e, (AudioError, PredictorError)):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+__all__ = ["MissingWeightsError", "PredictorError", "WeightsMismatchError", "error_text"]

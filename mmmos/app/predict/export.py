@@ -107,7 +107,7 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
     if stack is not None:
         from .stacked import StackSpec
 
-        from .track1 import has_prompts
+        from mmmos.core.manifests import has_prompts
 
         StackSpec.from_json(stack, get_task(task).axes, list(members), "export_predictor (stack)",
                             saved_bins_ok=has_prompts(get_task(task)))  # the Track 1 predictor computes them

@@ -26,7 +26,7 @@ from mmmos.core.tasks import Task, get_task
 
 from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet
-from .errors import PredictorError
+from .errors import PredictorError, error_text
 from .inputs import InputItem, as_item
 from .members import Member, load_members
 from .spec import PredictorSpec, load_spec
@@ -56,14 +56,6 @@ class _Prepared:
     lookup: CacheLookup
     audio: tuple[np.ndarray, int] | None = None
     audio_error: BaseException | None = None
-
-
-def error_text(e: BaseException) -> str:
-    from mmmos.core.audio import AudioError
-
-    if isinstance(e, (AudioError, PredictorError)):
-        return str(e)
-    return f"{type(e).__name__}: {e}"
 
 
 class Predictor:

@@ -130,7 +130,7 @@ def read_predictor_spec(model_dir: str | os.PathLike) -> dict:
     if spec.get("stack"):
         from .stacked import StackSpec
 
-        from .track1 import has_prompts
+        from mmmos.core.manifests import has_prompts
 
         StackSpec.from_json(spec["stack"], task.axes, [str(m.get("name")) for m in spec["members"]], str(f),
                             saved_bins_ok=has_prompts(task))

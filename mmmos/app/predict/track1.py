@@ -26,7 +26,7 @@ from mmmos.core.tasks import Task, get_task
 
 from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet, check_encoder_identity
-from .errors import MissingWeightsError, PredictorError
+from .errors import MissingWeightsError, PredictorError, error_text
 from .inputs import expand_inputs
 from .members import torch_load
 from .spec import PredictorSpec, load_spec
@@ -220,8 +220,6 @@ class Track1Predictor:
 
     def _one(self, item: PromptedItem) -> PromptedResult:
         from mmmos.core.audio import load_audio
-
-        from .predictor import error_text
 
         lookup = self.cache.lookup(item.clip_id, item.path) if self.cache and item.error is None else CacheLookup()
         res = PromptedResult(item.clip_id, item.path, item.prompt, cache=lookup if self.cache else None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from mmmos.core.tasks import AnswerLayout, Task
+from mmmos.core.tasks.base import AnswerLayout, Task
 
 AXES = ("MI", "TA")
 AXIS_TITLES = {"MI": "overall", "TA": "textual"}

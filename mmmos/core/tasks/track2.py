@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from mmmos.core.tasks import AnswerLayout, Task
+from mmmos.core.tasks.base import AnswerLayout, Task
 
 AXES = ("PQ", "PC", "CE", "CU")
 AXIS_TITLES = {
