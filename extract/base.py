@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,70 @@ class EncoderLoadError(UserError, RuntimeError):
     """Weights missing, of the wrong architecture, or with missing/unexpected keys."""
 
 
-def sha256_file(path: str | os.PathLike, _cache: dict = {}) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) since checkpoints are large."""
-    p = Path(path)
+HASH_MEMO_ENV = "MMMOS_HASH_MEMO"  # file of remembered weight hashes; "off" remembers nothing across runs
+_MEMO_MIN_BYTES = 16 << 20  # small files hash faster than the memo is read
+_hashes: dict[tuple, str] = {}
+
+
+def _hash_memo_file() -> Path | None:
+    raw = os.environ.get(HASH_MEMO_ENV, "").strip()
+    if raw.lower() in ("off", "0", "no"):
+        return None
+    if raw:
+        return Path(raw)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mmmos" / "weights-sha256.json"
+
+
+def _file_key(p: Path) -> tuple:
+    # size, mtime, ctime and inode: rewriting a file or resetting its mtime (touch -d) changes ctime, so a
+    # remembered hash is never returned for other bytes short of tampering with the file system clock
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _cache:
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a weights file, remembered on (path, size, mtime, ctime, inode): in this process, and for files
+    of 16 MiB or more across runs in ``~/.cache/mmmos/weights-sha256.json`` (``$MMMOS_HASH_MEMO``: another
+    file, or ``off``) - hashing MuQ-large's 1.2 GB at every start was most of a one-file predict's fixed cost."""
+    p = Path(path)
+    key = _file_key(p)
+    if key in _hashes:
+        return _hashes[key]
+    memo_file = _hash_memo_file() if key[1] >= _MEMO_MIN_BYTES else None
+    memo = _read_memo(memo_file)
+    digest = memo.get(json.dumps(key))
+    if digest is None:
         h = hashlib.sha256()
         with open(p, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-        _cache[key] = h.hexdigest()
-    return _cache[key]
+        digest = h.hexdigest()
+        if memo_file is not None:
+            memo[json.dumps(key)] = digest
+            _write_memo(memo_file, memo)
+    _hashes[key] = digest
+    return digest
+
+
+def _read_memo(f: Path | None) -> dict:
+    if f is None:
+        return {}
+    try:
+        data = json.loads(f.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # absent, unreadable or damaged: hash again (it is only a memo)
+        return {}
+
+
+def _write_memo(f: Path, memo: dict) -> None:
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dict(list(memo.items())[-256:])))  # the newest entries
+        os.replace(tmp, f)
+    except OSError:  # a read-only home: the memo is an optimisation, never a requirement
+        pass
 
 
 def select_device(device: str | None = None) -> str:

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+# tests never remember weight hashes in the user's home (tests/test_hash_memo.py sets its own file)
+os.environ.setdefault("MMMOS_HASH_MEMO", "off")
+
 def _track2_dir() -> Path:
     """The real Track 2 lists: $MMMOS_TRACK2_DIR, else ``shared/`` beside the checkout (as CI lays it out), else
     the workplace's ``/work/shared``."""
