@@ -153,28 +153,6 @@ def _extract(man: str, store: Path, backend: str, limit: int | None = None):
                                      progress=False, limit=limit))
 
 
-def _silently_wrong(store: Path, files: dict[str, Path]) -> tuple[int, int]:
-    """(clips missing, clips that read without error but differ from their current audio's frames)."""
-    from mmmos import extract
-    from mmmos.cache_store import DamagedClipError
-    from mmmos.core.audio import load_audio
-
-    enc = extract.load_encoder("logmel")
-    g = _group(store)
-    lost = wrong = 0
-    for cid, path in files.items():
-        if cid not in g:
-            lost += 1
-            continue
-        try:
-            x = g.read(cid)
-        except DamagedClipError:
-            continue
-        w, _ = load_audio(path)
-        wrong += not np.array_equal(x, enc.embed(w).astype(np.float16))
-    return lost, wrong
-
-
 def run_case(backend: str, case, work: Path) -> dict:
     work.mkdir(parents=True)
     man, files = _corpus(work)
@@ -190,7 +168,9 @@ def run_case(backend: str, case, work: Path) -> dict:
     stale = set(rep.stale.get("logmel", []))
     detected = all(c in named or clip_key(c) in named or c in stale for c in touched) if touched else bool(damage)
     after = _group(store).verify()
-    lost, wrong = _silently_wrong(store, files)
+    from .faults_system import silently_wrong
+
+    lost, wrong = silently_wrong(store, files)
     return {"case": case.__name__, "backend": backend, "touched": sorted(touched), "detected": detected,
             "reported": sorted(str(d.clip_id if d.clip_id is not None else d.key or d.file) for d in damage) + sorted(stale),
             "repaired": not after and lost == 0, "re_extracted": rep.written.get("logmel", 0),

@@ -183,7 +183,8 @@ def interrupt_sweep_jobs2(work: Path) -> dict:
     return _interrupt_sweep(work, 2, signal.SIGINT)
 
 
-def _silently_wrong(store: Path, files: dict[str, Path], encoder: str = "logmel") -> tuple[int, int]:
+def silently_wrong(store: Path, files: dict[str, Path], encoder: str = "logmel") -> tuple[int, int]:
+    """(clips missing, clips that read without error but differ from their current audio's frames)."""
     from mmmos import extract
     from mmmos.cache_store import DamagedClipError, open_store
     from mmmos.core.audio import load_audio
@@ -210,7 +211,7 @@ def interrupt_extract(work: Path) -> dict:
                                lambda: len(list(store.glob("encoders/*/clips/*"))) >= 5, signal.SIGINT)
     detected = rc == 130 and "Traceback" not in err and not left
     r = _run(_extract_cmd(man, store))
-    lost, wrong = _silently_wrong(store, files)
+    lost, wrong = silently_wrong(store, files)
     from mmmos.cache_store import open_store
 
     clean = not any(open_store(store).verify().values())
@@ -237,7 +238,7 @@ def corrupt_encoder_metadata(work: Path) -> dict:
         refused = str(rec) in str(e)
     r = _run(_extract_cmd(man, store, "logmel,logmel_slow"))
     after = open_store(store).verify()
-    lost, wrong = _silently_wrong(store, files, "logmel_slow")
+    lost, wrong = silently_wrong(store, files, "logmel_slow")
     return _row("corrupt_encoder_metadata", ["logmel_slow encoder.json"], named and other_ok and refused,
                 r.returncode == 0 and not any(after.values()) and not lost, lost, wrong)
 
@@ -257,7 +258,7 @@ def damaged_clip_in_sweep(work: Path) -> dict:
     r2 = _run(_sweep_cmd(store, train, dev, run))
     n_train = json.loads((run / "configs" / "bienc-mlp-utmos" / "config.json").read_text())["n_train"] \
         if r2.returncode == 0 else 0
-    lost, _ = _silently_wrong(store, files)
+    lost, _ = silently_wrong(store, files)
     return _row("damaged_clip_in_sweep (zarr.json deleted)", [victim], detected,
                 rx.returncode == 0 and r2.returncode == 0 and n_train == 8 and not lost, lost, wrong, redone=1)
 
@@ -276,7 +277,7 @@ def reused_pid_claim(work: Path) -> dict:
     claim = next(store.glob("encoders/logmel-*")) / "claims" / clip_key("clip02")
     claim.write_text(f"{socket.gethostname()} {pid} deadbeef0000.{(process_start(pid) or 0) + 777}.{boot_id()}")
     r = _run(_extract_cmd(man, store))
-    lost, wrong = _silently_wrong(store, files)
+    lost, wrong = silently_wrong(store, files)
     return _row("reused_pid_claim", ["clip02"], r.returncode == 0 and "clip02" not in r.stdout,
                 r.returncode == 0 and not lost, lost, wrong)
 
