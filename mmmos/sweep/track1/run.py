@@ -9,7 +9,9 @@ from pathlib import Path
 
 from mmmos.core.rundir import RunDir
 
+from ..frames import shared_frames
 from ..identity import stale_eval_sets
+from ..plan import plan_sweep
 from ..workers import ParentGoneError, check_parent, error_text, run_pool
 from .checkpoints import add_eval_sets_track1
 from .recipe import Track1Config, checkpoint_names
@@ -29,20 +31,30 @@ def train_one_track1(args):
 
 
 def _pool(todo: list, jobs: int, args_of, report) -> None:
-    # the runs set their own threads (cfg.threads), so each worker starts from the one-process policy
-    run_pool(todo, jobs, args_of, report, fn=train_one_track1, thread_jobs=1)
+    # each worker applies the thread policy for ``jobs`` workers (torch, BLAS pools and env vars alike), so
+    # J workers never run more math threads than there are cores
+    run_pool(todo, jobs, args_of, report, fn=train_one_track1, thread_jobs=jobs)
 
 
 def run_track1_sweep(configs: list[Track1Config], store: str, run: str | Path, train, dev, evals: list,
-                     jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
-    """Train every run not already DONE in ``run``; returns {run name: result, ``{"skipped": True}`` or error}."""
-    from ..run import plan_sweep
-
+                     jobs: int = 1, force: bool = False, progress: bool = True,
+                     share_frames: bool | None = None) -> dict:
+    """Train every run not already DONE in ``run``; returns {run name: result, ``{"skipped": True}`` or error}.
+    The frames are read once for the sweep (:mod:`mmmos.sweep.frames`)."""
     plan = plan_sweep(configs, store, run, train, dev, evals, force)
+    reading = plan.todo + ([c for c, _ in plan.refresh] if evals else [])
+    with shared_frames(run, store, reading, [train, dev, *evals], share_frames) as source:
+        _train_all(plan, source, train, dev, evals, jobs, progress)
+        _refresh(plan, source, evals)
+    write_track1_summary(run, [n for c in configs for n in checkpoint_names(c.name)])
+    return plan.results
+
+
+def _train_all(plan, source, train, dev, evals: list, jobs: int, progress: bool) -> None:
     results = plan.results
 
     def args_of(c, prog=False):
-        return c, store, train, dev, evals, plan.run.config(c.name).path, prog
+        return c, source, train, dev, evals, plan.run.config(c.name).path, prog
 
     def report(name, res, err):
         results[name] = res if err is None else {"error": err}
@@ -56,12 +68,9 @@ def run_track1_sweep(configs: list[Track1Config], store: str, run: str | Path, t
     else:
         for c in plan.todo:
             report(*train_one_track1(args_of(c, progress)))
-    _refresh(plan, store, evals)
-    write_track1_summary(run, [n for c in configs for n in checkpoint_names(c.name)])
-    return results
 
 
-def _refresh(plan, store: str, evals: list) -> None:
+def _refresh(plan, store, evals: list) -> None:
     """Predict new or changed evaluation sets with every checkpoint of the finished runs."""
     rd = RunDir(plan.run.path)
     for c, _ in plan.refresh:
