@@ -115,3 +115,42 @@ def test_a_damaged_clip_fails_as_before_with_the_pack(tmp_path):
                               progress=False, share_frames=share)
         errors[run] = res["trienc-mlp-utmos"]["error"]
     assert bad in errors["old"] and errors["old"] == errors["new"]
+
+
+def test_track1_pack_is_bit_identical_and_reads_each_id_once(tmp_path, reads):
+    from test_track1_train import _cfg, make_track1_cache
+
+    from mmmos.sweep.track1 import checkpoint_names
+    from mmmos.sweep.track1.run import run_track1_sweep
+
+    store, sets = make_track1_cache(tmp_path, n_train=32, n_dev=16, n_prompts=6)
+    for run, share in (("old", False), ("new", True)):
+        reads.clear()
+        run_track1_sweep([_cfg(epochs=2, patience=2)], str(store), tmp_path / run, sets["train"], sets["dev"], [],
+                         progress=False, share_frames=share)
+    assert set(reads.values()) == {1}
+    assert sum(1 for e, _ in reads if e == "txt") == len(set(sets["train"].table["prompt"]) |
+                                                          set(sets["dev"].table["prompt"]))
+    for name in checkpoint_names("t1-test"):
+        a = pl.read_parquet(tmp_path / "old" / "configs" / name / "predictions" / "dev.parquet")
+        b = pl.read_parquet(tmp_path / "new" / "configs" / name / "predictions" / "dev.parquet")
+        assert a.equals(b), name
+
+
+def test_track1_losses_take_the_task_score_range():
+    import dataclasses
+
+    import torch
+
+    from mmmos.core.tasks import get_task
+    from mmmos.losses import get_loss
+    from mmmos.sweep.track1.trainer import task_loss
+
+    t1 = get_task("track1")
+    wide = dataclasses.replace(t1, score_range=(0.0, 10.0))
+    logits, y = torch.randn(4, 2, 20, generator=torch.Generator().manual_seed(0)), torch.full((4, 2), 7.5)
+    for name in ("kl_gaussian", "kl_onehot", "coral"):
+        raw = get_loss(name)
+        lg = logits[..., :4] if name == "coral" else logits
+        assert torch.equal(task_loss(name, t1)(lg, y.clamp(1, 5)), raw(lg, y.clamp(1, 5)))  # 1-5: as before
+        assert torch.equal(task_loss(name, wide)(lg, y), raw(lg, y, lo=0.0, **({} if name == "coral" else {"hi": 10.0})))

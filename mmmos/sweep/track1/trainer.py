@@ -45,6 +45,7 @@ def task_loss(name: str, task):
     import functools
     import inspect
 
+    from mmmos.losses import get_loss
 
     fn = get_loss(name)
     params = inspect.signature(fn).parameters
@@ -120,7 +121,6 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
 
     from mmmos.cache_store.packed import open_frames
     from mmmos.heads import build_head
-    from mmmos.losses import get_loss
 
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
