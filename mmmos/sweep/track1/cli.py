@@ -11,7 +11,7 @@ _TRACK2_ONLY = ("sets", "ablation", "heads", "seed", "grid_rate")
 
 def track1_configs_from_args(a) -> list[Track1Config]:
     """The recipe runs the options select (``--only``, ``--losses``), with the training options applied."""
-    from ..cli import SweepOptionError
+    from ..options import SweepOptionError
 
     for opt in _TRACK2_ONLY:
         if getattr(a, opt, None):
@@ -43,8 +43,7 @@ def track1_configs_from_args(a) -> list[Track1Config]:
 
 def run_track1_cli(a) -> int:
     """Run the Track 1 sweep from parsed ``mmmos sweep`` options; 0 ok, 3 when some runs failed."""
-    from ..cli import parse_evals
-    from ..cli import report_results
+    from ..options import parse_evals, report_results
     from ..labels import load_labels
     from .run import run_track1_sweep
 
