@@ -97,8 +97,8 @@ def _given(value, default):
 def configs_from_args(a) -> list[TrainConfig]:
     """The Track 2 configurations the options select, with the training options applied."""
     if getattr(a, "task", None) == "track1":  # Track1Configs come from mmmos.sweep.track1 (see run_cli)
-        raise SweepOptionError("--task track1 is trained by the local sweep only (mmmos.sweep.track1); "
-                               "this executor (e.g. --ray) builds Track 2 configurations")
+        raise SweepOptionError("--task track1: these are Track 2 configurations; Track 1's come from its recipe "
+                               "(mmmos.sweep.recipes.recipe_for('track1'))")
     sets = parse_sets(a.sets)
     cfgs = ablation_configs(tuple(sets["trienc"])) if a.ablation else paper_configs(sets)
     cfgs = _filter(cfgs, a)

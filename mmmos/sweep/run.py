@@ -7,51 +7,48 @@ from pathlib import Path
 
 from mmmos.core.tasks import DEFAULT_TASK, get_task
 
-from .configs import TrainConfig
 from .evaluate import add_eval_sets
 from .frames import shared_frames
 from .identity import stale_eval_sets
 from .labels import LabelSet, check_labels
 from .plan import MissingEncoderError, SweepInputError, SweepPlan, check_device, open_cache, plan_sweep
 from .summary import write_summary
-from .track1.recipe import Track1Config
-from .workers import run_pool, train_one
+from .recipes import recipe_for
+from .workers import run_pool
 
 __all__ = ["MissingEncoderError", "SweepInputError", "SweepPlan", "check_device", "open_cache", "plan_sweep",
-           "refresh_evals", "run_sweep"]
+           "refresh_evals", "run_sweep", "summarise"]
 
 # heaviest first (frame heads, then BLSTMs) so no worker is left with a long tail
 _COST = {"blstm_t": 0, "blstm_h": 1}
 
 
-def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
+def run_sweep(configs: list, store: str, run: str | Path, train: LabelSet, dev: LabelSet,
               evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True,
               share_frames: bool | None = None) -> dict:
-    """Train every configuration not already DONE in ``run``; returns {name: result or error}.
+    """Train every configuration not already DONE in ``run`` with its task's recipe
+    (:mod:`mmmos.sweep.recipes`); returns {name: result or error}.
 
     The frames are read from the cache once for the whole sweep and shared by every configuration and worker
     (:mod:`mmmos.sweep.frames`; ``share_frames=False`` or ``MMMOS_SHARED_FRAMES=0``: each reads the store)."""
-    if configs and all(isinstance(c, Track1Config) for c in configs):  # the dual-branch recipe's own trainer
-        from .track1.run import run_track1_sweep
-
-        return run_track1_sweep(configs, store, run, train, dev, evals, jobs=jobs, force=force, progress=progress,
-                                share_frames=share_frames)
-    axes = get_task(configs[0].task if configs else DEFAULT_TASK).axes
-    for ls, need in ((train, True), (dev, True), *((e, False) for e in evals)):
-        check_labels(ls, axes, need)  # one line per unusable list, before anything is written
+    task = configs[0].task if configs else DEFAULT_TASK
+    recipe = recipe_for(task)
+    if recipe.check_lists:
+        axes = get_task(task).axes
+        for ls, need in ((train, True), (dev, True), *((e, False) for e in evals)):
+            check_labels(ls, axes, need)  # one line per unusable list, before anything is written
     plan = plan_sweep(configs, store, run, train, dev, evals, force)
-    results, todo = plan.results, plan.todo
-    reading = todo + [c for c, cdir in plan.refresh if stale_eval_sets(cdir, evals, plan.changed_evals)]
+    reading = plan.todo + [c for c, cdir in plan.refresh if stale_eval_sets(cdir, evals, plan.changed_evals)]
     with shared_frames(run, store, reading, [train, dev, *evals], share_frames) as source:
-        _train_all(plan, source, train, dev, evals, jobs, progress)
-        refresh_evals(plan, source, evals)
-    write_summary(run, [c.name for c in configs])
-    return results
+        _train_all(plan, source, train, dev, evals, jobs, progress, recipe.fn("train_step"))
+        recipe.fn("refresh")(plan, source, evals)
+    recipe.fn("summarise")(run, configs)
+    return plan.results
 
 
-def _train_all(plan: SweepPlan, source, train, dev, evals, jobs: int, progress: bool) -> None:
-    """Train ``plan.todo`` from ``source`` (the store path or the sweep's frame pack), here or in ``jobs``
-    worker processes; results into ``plan.results``."""
+def _train_all(plan: SweepPlan, source, train, dev, evals, jobs: int, progress: bool, step) -> None:
+    """Train ``plan.todo`` with the recipe's ``step`` from ``source`` (the store path or the sweep's frame pack),
+    here or in ``jobs`` worker processes; results into ``plan.results``."""
     results, todo = plan.results, plan.todo
 
     def args_of(c, prog=False):
@@ -64,17 +61,22 @@ def _train_all(plan: SweepPlan, source, train, dev, evals, jobs: int, progress: 
     if jobs > 1 and len(todo) > 1:
         # each worker applies the thread policy itself (cores // jobs threads, or MMMOS_THREADS);
         # the frames come from the sweep's pack (mapped, not copied, by every worker)
-        run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report)
+        run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report, fn=step)
     else:
         from mmmos.core.threads import apply_thread_policy
 
         if todo:
             apply_thread_policy()  # one process: every core (or MMMOS_THREADS)
         for c in todo:
-            name, res, err = train_one(args_of(c, progress))
+            name, res, err = step(args_of(c, progress))
             results[name] = res if err is None else {"error": err}
             if err:
                 print(f"  {name}: FAILED {err}", file=sys.stderr)
+
+
+def summarise(run, configs: list) -> object:
+    """Table III over ``configs`` (the Track 2 recipe's summary)."""
+    return write_summary(run, [c.name for c in configs])
 
 
 def refresh_evals(plan: SweepPlan, store, evals: list[LabelSet]) -> None:
