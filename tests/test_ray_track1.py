@@ -15,6 +15,7 @@ def test_every_task_has_a_recipe_whose_functions_exist():
     from mmmos.sweep.recipes import RECIPES, UnknownRecipeError, recipe_for
 
     assert set(RECIPES) == set(TASKS)
+    assert recipe_for("track1").train_step.endswith("train_one_track1")
     for r in RECIPES.values():
         for attr in ("configs_from_args", "train_step", "refresh", "summarise"):
             assert callable(r.fn(attr)), (r.task, attr)
