@@ -154,3 +154,18 @@ def test_track1_losses_take_the_task_score_range():
         lg = logits[..., :4] if name == "coral" else logits
         assert torch.equal(task_loss(name, t1)(lg, y.clamp(1, 5)), raw(lg, y.clamp(1, 5)))  # 1-5: as before
         assert torch.equal(task_loss(name, wide)(lg, y), raw(lg, y, lo=0.0, **({} if name == "coral" else {"hi": 10.0})))
+
+
+def test_a_killed_sweeps_pack_is_removed_by_the_next(tmp_path):
+    import os
+    import subprocess
+
+    from mmmos.sweep.frames import remove_dead_packs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f".frames-{dead.pid}").mkdir()
+    (tmp_path / f".frames-{dead.pid}" / "0.bin").write_bytes(b"x")
+    (tmp_path / f".frames-{os.getppid()}").mkdir()  # a running sweep's pack stays
+    assert remove_dead_packs(tmp_path) == [tmp_path / f".frames-{dead.pid}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".frames-{os.getppid()}"]

@@ -44,6 +44,22 @@ def wanted_ids(configs: list, sets: list) -> dict[str, list[str]]:
     return {e: list(ids) for e, ids in out.items()}
 
 
+def remove_dead_packs(run: str | Path) -> list[Path]:
+    """Remove the packs of sweeps that died without cleaning up (SIGKILL, power loss): ``.frames-<pid>`` folders
+    whose process no longer runs.  Returns the removed folders."""
+    import shutil
+
+    from mmmos.cache_store import pid_alive
+
+    gone = []
+    for d in Path(run).glob(".frames-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
 @contextmanager
 def shared_frames(run: str | Path, store: str, configs: list, sets: list, share: bool | None = None):
     """Yield what the trainers open (:func:`mmmos.cache_store.packed.open_frames`): a :class:`FramePack` of the
@@ -54,6 +70,7 @@ def shared_frames(run: str | Path, store: str, configs: list, sets: list, share:
         return
     from mmmos.cache_store.packed import pack_frames
 
+    remove_dead_packs(run)
     folder = Path(run) / f".frames-{os.getpid()}"
     t = time.perf_counter()
     pack = None
