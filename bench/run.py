@@ -44,7 +44,12 @@ def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
     if name == "predict":
         return mod.run(out, a.predict_seconds)
     if name == "sweep":
-        mod.run(out, a.scale, a.jobs, schedules=tuple(a.schedules.split(",")))
+        device = a.device
+        if device == "auto":  # the extraction benchmark's spelling: the GPU when there is one
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        mod.run(out, a.scale, a.jobs, schedules=tuple(a.schedules.split(",")), device=device, share=a.sweep_share)
         return out / f"sweep_scale{a.scale:g}.md"
     if name == "threads":
         return mod.run(out, a.threads_files, a.threads_reps)
@@ -70,7 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--schedules", default="early,full", help="sweep schedules: early (patience 2) and/or full (10 epochs)")
     ap.add_argument("--seconds", type=float, default=180.0, help="audio seconds for the Ray benchmark")
     ap.add_argument("--extract-clips", type=int, default=18, help="10-s clips for the extraction benchmark")
-    ap.add_argument("--device", default="cpu", help="device of the extraction benchmark (cpu, cuda, auto)")
+    ap.add_argument("--device", default="cpu", help="device of the extraction and sweep benchmarks (cpu, cuda, auto)")
+    ap.add_argument("--sweep-share", choices=("on", "off", "both"), default="on",
+                    help="sweep benchmark: frames read once per sweep (on), per configuration (off), or both")
     ap.add_argument("--backend", default="zarr", choices=["zarr", "hdf5"], help="store of the extraction benchmark")
     ap.add_argument("--predict-seconds", type=float, default=90.0, help="audio seconds for the predict benchmark")
     ap.add_argument("--threads-files", type=int, default=120, help="short files for the threads benchmark")

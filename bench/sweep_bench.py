@@ -85,11 +85,61 @@ def encoder_seconds_per_clip(weights: dict[str, str], n: int = 2) -> dict[str, f
 SCHEDULES = {"early": "early-stopped (patience 2, the default)", "full": "full schedule (10 epochs, no early stop)"}
 
 
-def sweep_once(store, sets, run_dir: Path, jobs: int, schedule: str) -> tuple[float, list[dict], dict]:
-    """One 16-configuration sweep into a fresh ``run_dir``; wall seconds, per-config timings, failures."""
+class _GpuSampler:
+    """GPU utilisation sampled every 0.5 s with nvidia-smi while a sweep runs (nothing without a GPU)."""
+
+    def __init__(self, device: str):
+        import shutil
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if device.startswith("cuda") and shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import subprocess
+
+        while not self._stop.wait(0.5):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(float(out.split()[0]))
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                pass
+
+    def __enter__(self):
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its largest finished child (the --jobs workers), MB."""
+    import resource
+
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+
+def sweep_once(store, sets, run_dir: Path, jobs: int, schedule: str, device: str = "cpu",
+               share: bool = True) -> tuple[float, list[dict], dict]:
+    """One 16-configuration sweep into a fresh ``run_dir``; wall seconds, per-config timings, failures (and the
+    cost of reading the cache once, ``share``: the frame pack; else each configuration reads the store)."""
     import shutil
 
     from mmmos import sweep
+    from mmmos.sweep import frames
 
     shutil.rmtree(run_dir, ignore_errors=True)
     tr, dv = sweep.load_labels("train", sets["train"]), sweep.load_labels("dev", sets["dev"])
@@ -97,16 +147,26 @@ def sweep_once(store, sets, run_dir: Path, jobs: int, schedule: str) -> tuple[fl
     if schedule == "full":  # the worst case: every epoch runs (random-ish labels stop most configs after 3)
         for c in cfgs:
             c.patience = c.epochs
+    for c in cfgs:
+        c.device = device
+    frames.LAST_PACK = frames.PackStats()
     t = time.perf_counter()
-    res = sweep.run_sweep(cfgs, str(store), run_dir, tr, dv, [], jobs=jobs, progress=False)
+    with _GpuSampler(device) as gpu:
+        res = sweep.run_sweep(cfgs, str(store), run_dir, tr, dv, [], jobs=jobs, progress=False, share_frames=share)
     wall = time.perf_counter() - t
+    extra = {"pack_seconds": frames.LAST_PACK.seconds, "pack_bytes": frames.LAST_PACK.nbytes,
+             "gpu_util_mean": gpu.mean, "peak_rss_mb": _peak_rss_mb()}
+    if device.startswith("cuda"):
+        import torch
+
+        extra["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20  # this process (jobs 1)
     failed = {k: v["error"] for k, v in res.items() if v and "error" in v}
     per = []
     for name in res:
         c = json.loads((run_dir / "configs" / name / "config.json").read_text())
         per.append({"config": name, "epochs": c["epochs_run"], "t_load": c["t_load"], "t_data": c["t_data"],
                     "t_step": c["t_step"], "total": c["t_load"] + c["t_data"] + c["t_step"]})
-    return wall, per, failed
+    return wall, per, {"failed": failed, **extra}
 
 
 def blstm_t_step_ratio(reps: int = 6, b: int = 16, t: int = 62, d: int = 5632) -> dict:
@@ -175,8 +235,22 @@ def _table(per: list[dict]) -> list[str]:
                  f"{r['total']:.1f} |" for r in per]
 
 
+def work_shares(per: list[dict], pack_seconds: float) -> dict:
+    """The sweep's work (summed over configurations, plus the one pack read) split into cache reading (the
+    pack, or each configuration's own reads), feature banks built from the read frames, data path, steps.
+    With the pack, a configuration's t_load only builds its banks from mapped frames: it is not a cache read."""
+    load, data, step = (sum(r[k] for r in per) for k in ("t_load", "t_data", "t_step"))
+    total = pack_seconds + load + data + step
+    read = pack_seconds if pack_seconds else load
+    banks = load if pack_seconds else 0.0
+    return {"work_seconds": total, "cache_read_seconds": read, "bank_build_seconds": banks,
+            "cache_read_share": read / total, "bank_build_share": banks / total, "data_path_share_of_work": data / total,
+            "step_share_of_work": step / total}
+
+
 def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = None,
-        schedules: tuple[str, ...] = ("early", "full"), encoders: bool = True) -> dict:
+        schedules: tuple[str, ...] = ("early", "full"), encoders: bool = True, device: str = "cpu",
+        share: str = "on") -> dict:
     import polars as pl
 
     from mmmos.core.threads import threads_per_worker
@@ -189,20 +263,24 @@ def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = Non
     t_cache = time.perf_counter() - t
     step_ratio = blstm_t_step_ratio()
     runs = {}
-    for sched in schedules:
-        wall, per, failed = sweep_once(store, sets, work / f"run_{sched}", jobs, sched)
+    variants = {"on": (True,), "off": (False,), "both": (False, True)}[share]
+    for sched, shared in [(s, v) for s in schedules for v in variants]:
+        wall, per, extra = sweep_once(store, sets, work / f"run_{sched}", jobs, sched, device, shared)
+        failed = extra.pop("failed")
         df = pl.DataFrame(per)
-        runs[sched] = {
+        key = sched if len(variants) == 1 else f"{sched}_{'shared' if shared else 'unshared'}"
+        runs[key] = {"shared_frames": shared, "device": device, **extra, **work_shares(per, extra["pack_seconds"]),
             "sweep_wall_seconds": wall, "sweep_wall_seconds_extrapolated_to_full_scale": wall / scale,
             "per_config": per, "failed": failed, "epochs_total": int(df["epochs"].sum()),
             "data_path_share": df["t_data"].sum() / (df["t_data"].sum() + df["t_step"].sum()),
             "data_path_share_including_cache_reads": (df["t_data"].sum() + df["t_load"].sum()) / df["total"].sum(),
             "blstm_t_share_of_training": df.filter(pl.col("config").str.contains("blstm_t"))["total"].sum()
             / df["total"].sum()}
+    schedules = tuple(runs)
     main = runs[schedules[0]]
     report = {
         "what": "16-configuration sweep from a synthetic challenge-shaped cache (10-s clips, real dims and rates)",
-        "scale": scale, "n_train": n_train, "n_dev": n_dev, "jobs": jobs, "cpus": os.cpu_count(),
+        "device": device, "scale": scale, "n_train": n_train, "n_dev": n_dev, "jobs": jobs, "cpus": os.cpu_count(),
         "threads_per_worker": threads_per_worker(jobs), "load_average_1min_at_end": os.getloadavg()[0],
         "cache_build_seconds": t_cache, "schedules": runs, "blstm_t_step": step_ratio,
         # the early-stopped run's figures under their old keys
@@ -213,6 +291,7 @@ def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = Non
         report.update(encoder_cost(out, main["per_config"], n_train, n_dev,
                                    sum(r["t_step"] for r in main["per_config"]), main["sweep_wall_seconds"], weights))
     (out / f"sweep_scale{scale:g}.json").write_text(json.dumps(report, indent=2))
+    report["schedule_keys"] = list(schedules)
     (out / f"sweep_scale{scale:g}.md").write_text(markdown(report, schedules) + "\n")
     return report
 
@@ -227,7 +306,14 @@ def markdown(report: dict, schedules: tuple[str, ...]) -> str:
     for sched in schedules:
         r = report["schedules"][sched]
         full = r["sweep_wall_seconds_extrapolated_to_full_scale"]
-        md.append(f"* {SCHEDULES[sched]}: **{r['sweep_wall_seconds'] / 60:.1f} min** wall, {r['epochs_total']} epochs "
+        frames = "frames read once (pack)" if r.get("shared_frames", True) else "each configuration reads the cache"
+        gpu = f", GPU utilisation {r['gpu_util_mean']:.0f} % mean" if r.get("gpu_util_mean") is not None else ""
+        md.append(f"* {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}, {r.get('device', 'cpu')}, "
+                  f"{frames}: work {r['work_seconds']:.1f} s = cache reading {100 * r['cache_read_share']:.1f} % "
+                  f"+ feature banks {100 * r['bank_build_share']:.1f} % + data path "
+                  f"{100 * r['data_path_share_of_work']:.1f} % + steps {100 * r['step_share_of_work']:.1f} %; "
+                  f"peak memory {r['peak_rss_mb']:.0f} MB (largest process){gpu}")
+        md.append(f"* {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}: **{r['sweep_wall_seconds'] / 60:.1f} min** wall, {r['epochs_total']} epochs "
                   f"in all" + (f"; ×{1 / scale:g} clips → about **{full / 60:.0f} min** at full challenge size "
                                f"(scaling linearly in clips)" if scale != 1 else "")
                   + f"; blstm_t {100 * r['blstm_t_share_of_training']:.0f} % of training time; data path "
@@ -248,7 +334,8 @@ def markdown(report: dict, schedules: tuple[str, ...]) -> str:
                   f"({report['ratio_in_loop_vs_cached_sweep_plus_one_extraction']:.1f}× counting one extraction pass)")
     for sched in schedules:
         r = report["schedules"][sched]
-        md += ["", f"## {SCHEDULES[sched]}", ""] + _table(r["per_config"])
+        md += ["", f"## {sched}: {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}", ""]
+        md += _table(r["per_config"])
         if r["failed"]:
             md += ["", "Failed: " + ", ".join(r["failed"])]
     return "\n".join(md)
@@ -263,8 +350,12 @@ def main(argv=None):
                     help="comma-separated: early (patience 2, the default) and/or full (every epoch, no early stop)")
     ap.add_argument("--no-encoder-cost", action="store_true",
                     help="skip measuring the full-size encoders (the encoders-in-the-loop comparison)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the heads train (and the frames' crops run)")
+    ap.add_argument("--share", choices=("on", "off", "both"), default="on",
+                    help="frames read once per sweep (on), per configuration as before (off), or both in one run")
     a = ap.parse_args(argv)
-    run(Path(a.out), a.scale, a.jobs, schedules=tuple(a.schedules.split(",")), encoders=not a.no_encoder_cost)
+    run(Path(a.out), a.scale, a.jobs, schedules=tuple(a.schedules.split(",")), encoders=not a.no_encoder_cost,
+        device=a.device, share=a.share)
     print((Path(a.out) / f"sweep_scale{a.scale:g}.md").read_text())
 
 

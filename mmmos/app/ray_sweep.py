@@ -24,12 +24,13 @@ POLL_SECONDS = 2.0  # how often the bar reads the running configurations' traini
 
 
 def train_task(cfg, store: str, train, dev, evals, out: str):
-    """Ray task body: train one configuration in this worker; returns ``(name, result, error text)``."""
+    """Ray task body: the configuration's recipe's training step (:mod:`mmmos.sweep.recipes`, the one the local
+    pool runs) in this worker; returns ``(name, result, error text)``."""
     from mmmos.core.threads import configure_threads
-    from mmmos.sweep.workers import train_one
+    from mmmos.sweep.recipes import recipe_for
 
     configure_threads(cfg.threads or 1)
-    return train_one((cfg, store, train, dev, evals, out, False))
+    return recipe_for(cfg.task).fn("train_step")((cfg, store, train, dev, evals, out, False))
 
 
 def _epoch_of(out: Path) -> int:
@@ -46,9 +47,11 @@ def run_sweep_ray(configs, store: str, run, train, dev, evals, opts: RayOptions,
 
     The checks and resume rules are the local sweep's own (:func:`mmmos.sweep.plan_sweep`); only the executor
     differs."""
-    from mmmos.sweep import plan_sweep, refresh_evals
-    from mmmos.sweep.run import check_device
-    from mmmos.sweep.summary import write_summary
+    from mmmos.core.tasks import DEFAULT_TASK
+    from mmmos.sweep.plan import check_device, plan_sweep
+    from mmmos.sweep.recipes import recipe_for
+
+    recipe = recipe_for(configs[0].task if configs else DEFAULT_TASK)
 
     for d in {c.device for c in configs}:
         if not (opts.gpus > 0 and d.startswith("cuda")):  # the driver may have no GPU; the workers do
@@ -63,8 +66,8 @@ def run_sweep_ray(configs, store: str, run, train, dev, evals, opts: RayOptions,
         with ray_session(opts.address) as ray:
             check_fits(ray, opts, "config")
             _run_tasks(ray, plan.todo, store, train, dev, evals, plan.run, opts, results, progress)
-    refresh_evals(plan, store, evals)
-    write_summary(Path(run), [c.name for c in configs])
+    recipe.fn("refresh")(plan, store, evals)
+    recipe.fn("summarise")(Path(run), configs)
     return results
 
 

@@ -8,9 +8,13 @@ Module map::
     train.py      training one configuration (train_configuration): epochs, early stopping, its files
     evaluate.py   predictions + metrics of a head on a set; adding evaluation sets to finished configurations
     identity.py   the run identity (run.json) and the resume rules
+    plan.py       plan_sweep: the input checks and the resume plan every task and executor uses
+    recipes.py    what each task trains (configurations, training step, refresh, summary), one line per task
+    frames.py     the cache read once per sweep (a memory-mapped pack per encoder, shared by every worker)
     workers.py    parallel training in processes that die with the sweep
-    run.py        the sweep (run_sweep): checks, resume, --jobs, refreshing evaluation sets, summary
-    summary.py    Table III (summary.parquet / summary.md)
+    run.py        the sweep (run_sweep) of any recipe: plan, frame pack, --jobs, refresh, summary
+    summary.py    Table III (summary.parquet / summary.md), columns from the metric registry
+    options.py    option errors, --eval parsing, the result report (shared by every task's command)
     cli.py        `mmmos sweep` options and command
 
 Every file of the run directory is written through :mod:`mmmos.core.rundir` (layout documented there).

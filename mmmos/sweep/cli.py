@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
-from mmmos.core.errors import EXIT_OK, EXIT_PARTIAL, UserError
 from mmmos.core.tasks import DEFAULT_TASK, TASKS
 
 from .configs import PAPER_SETS, TrainConfig, ablation_configs, paper_configs
-from .labels import LabelSetError, check_set_name, load_labels
-
-
-class SweepOptionError(UserError):
-    """An option value the sweep cannot use."""
+from .labels import load_labels
+from .options import SweepOptionError, parse_evals, report_results
 
 
 def parse_sets(s: str | None) -> dict[str, tuple[str, ...]]:
@@ -103,8 +97,8 @@ def _given(value, default):
 def configs_from_args(a) -> list[TrainConfig]:
     """The Track 2 configurations the options select, with the training options applied."""
     if getattr(a, "task", None) == "track1":  # Track1Configs come from mmmos.sweep.track1 (see run_cli)
-        raise SweepOptionError("--task track1 is trained by the local sweep only (mmmos.sweep.track1); "
-                               "this executor (e.g. --ray) builds Track 2 configurations")
+        raise SweepOptionError("--task track1: these are Track 2 configurations; Track 1's come from its recipe "
+                               "(mmmos.sweep.recipes.recipe_for('track1'))")
     sets = parse_sets(a.sets)
     cfgs = ablation_configs(tuple(sets["trienc"])) if a.ablation else paper_configs(sets)
     cfgs = _filter(cfgs, a)
@@ -115,17 +109,6 @@ def configs_from_args(a) -> list[TrainConfig]:
         c.task = getattr(a, "task", None) or DEFAULT_TASK
         c.allow_missing_clips = bool(getattr(a, "allow_missing_clips", False))
     return cfgs
-
-
-def parse_evals(items: list[str]) -> list[tuple[str, str]]:
-    """``--eval NAME=PATH`` items as (name, path); a name that would leave the run folder is refused."""
-    pairs = []
-    for item in items:
-        if "=" not in item:
-            raise LabelSetError(f"--eval expects NAME=PATH, got {item!r}")
-        k, v = item.split("=", 1)
-        pairs.append((check_set_name(k), v))
-    return pairs
 
 
 def run_cli(a) -> int:
@@ -147,18 +130,7 @@ def run_cli(a) -> int:
     return report_results(res, a.run, time.perf_counter() - t)
 
 
-def report_results(res: dict, run, seconds: float, what: str = "sweep", unit: str = "") -> int:
-    """Print a sweep's outcome (counts, the summary table, the failed configurations); return the exit status:
-    3 when some configuration failed, else 0."""
-    failed = [n for n, r in res.items() if r and "error" in r]
-    skipped = [n for n, r in res.items() if r and r.get("skipped")]
-    print(f"{what}: {len(res) - len(failed) - len(skipped)} {unit}trained, {len(skipped)} already done, "
-          f"{len(failed)} failed in {seconds:.1f} s -> {run}")
-    summ = Path(run) / "summary.md"
-    if summ.is_file():
-        print(summ.read_text())
-    if failed:
-        for n in failed:
-            print(f"sweep: {n} failed: {res[n]['error'].splitlines()[0]}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+
+
+__all__ = ["SweepOptionError", "add_arguments", "configs_from_args", "parse_evals", "parse_sets", "report_results",
+           "run_cli"]

@@ -38,6 +38,11 @@ class TrainConfig:
     task: str = DEFAULT_TASK
     allow_missing_clips: bool = False  # train without listed clips the cache lacks (counted, ids recorded)
 
+    def frame_ids(self, sets: list) -> dict[str, list[str]]:
+        """The cache ids this configuration may read, per encoder: every listed clip of every set."""
+        ids = [c for ls in sets for c in ls.table["clip_id"].to_list()]
+        return {e: ids for e in self.encoders}
+
 
 def learned_settings(config: dict) -> dict:
     """The JSON form of a configuration without the runtime-only settings (records without a task: default)."""

@@ -96,7 +96,7 @@ def add_eval_sets(cdir: ConfigDir, store_path: str, sets: list[LabelSet], device
     replace their rows in metrics.parquet, log their summaries and record their label hashes."""
     import polars as pl
 
-    from mmmos.cache_store import open_store
+    from mmmos.cache_store.packed import open_frames
     from mmmos.heads import build_head_from_config
 
     rec = cdir.read_config()
@@ -107,7 +107,7 @@ def add_eval_sets(cdir: ConfigDir, store_path: str, sets: list[LabelSet], device
     head.load_state_dict(model.state_dict)
     head.to(device)
     mu, sd = np.asarray(model.z_mean, np.float64), np.asarray(model.z_std, np.float64)
-    store = open_store(store_path)
+    store = open_frames(store_path)
     tables, lines, notes = [], [], []
     for ls in sets:
         table, summary = score_set(cdir, ls, store, cfg, task, head, mu, sd, device, notes)

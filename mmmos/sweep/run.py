@@ -3,160 +3,56 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmmos.cache_store import CacheError
-from mmmos.core.errors import UserError
-from mmmos.core.rundir import ConfigDir, RunDir
 from mmmos.core.tasks import DEFAULT_TASK, get_task
 
-from .configs import TrainConfig, config_json, learned_settings
 from .evaluate import add_eval_sets
-from .identity import check_run_dir, run_identity, stale_eval_sets
-from .labels import LabelSet, LabelSetError, check_labels
+from .frames import shared_frames
+from .identity import stale_eval_sets
+from .labels import LabelSet, check_labels
+from .plan import MissingEncoderError, SweepInputError, SweepPlan, check_device, open_cache, plan_sweep
 from .summary import write_summary
-from .track1.recipe import Track1Config
-from .workers import run_pool, train_one
+from .recipes import recipe_for
+from .workers import run_pool
+
+__all__ = ["MissingEncoderError", "SweepInputError", "SweepPlan", "check_device", "open_cache", "plan_sweep",
+           "refresh_evals", "run_sweep", "summarise"]
 
 # heaviest first (frame heads, then BLSTMs) so no worker is left with a long tail
 _COST = {"blstm_t": 0, "blstm_h": 1}
 
 
-class SweepInputError(UserError):
-    """A sweep input (cache folder, device, configuration list) that cannot be used."""
+def run_sweep(configs: list, store: str, run: str | Path, train: LabelSet, dev: LabelSet,
+              evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True,
+              share_frames: bool | None = None) -> dict:
+    """Train every configuration not already DONE in ``run`` with its task's recipe
+    (:mod:`mmmos.sweep.recipes`); returns {name: result or error}.
 
-
-class MissingEncoderError(CacheError, UserError):
-    """The cache has no frames of an encoder a configuration needs."""
-
-
-def open_cache(store: str):
-    """Open the frame cache at ``store``; a missing folder, a file or a non-cache folder is a user error."""
-    from mmmos.cache_store import open_store
-
-    p = Path(store)
-    if not p.exists():
-        raise SweepInputError(f"--store {store}: no such folder (write a cache with `mmmos extract` first)")
-    if not p.is_dir():
-        raise SweepInputError(f"--store {store}: is a file, not a cache folder")
-    try:
-        return open_store(p)
-    except CacheError as e:
-        raise SweepInputError(str(e)) from None
-
-
-def check_device(device: str) -> str:
-    """``device`` if torch can use it here; a user error otherwise."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise SweepInputError(f"--device {device}: not a torch device ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SweepInputError(f"--device {device}: CUDA is not available here; use --device cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise SweepInputError(f"--device {device}: MPS is not available here; use --device cpu")
-    return device
-
-
-def _encoder_keys(st, store: str, configs: list[TrainConfig]) -> dict[str, str]:
-    needed = {e for c in configs for e in c.encoders}
-    have = {i.name for i in st.encoders()}
-    missing = sorted(needed - have)
-    for e in missing:  # an encoder whose record is damaged: say so (find names the file and the repair)
-        if any(d.encoder.rsplit("-", 1)[0] == e for d in st.damaged_encoders()):
-            try:
-                st.find(e)
-            except CacheError as err:
-                raise MissingEncoderError(str(err)) from None
-    if missing:
-        users = sorted(c.name for c in configs if set(c.encoders) & set(missing))
-        raise MissingEncoderError(
-            f"{store} has no frames of {', '.join(missing)} (it holds: {', '.join(sorted(have)) or 'none'}),"
-            f" needed by {', '.join(users[:4])}{' …' if len(users) > 4 else ''}. Extract them first: "
-            f"`mmmos extract --encoders {','.join(missing)} --weights NAME=PATH --store {store} "
-            f"--manifest …` (or pick other encoders with --sets)")
-    return {e: st.find(e).key for e in sorted(needed)}  # several identities of one name: find raises
-
-
-def _check_names(configs: list[TrainConfig], sets: list[LabelSet]) -> str:
-    """Unique configuration and set names, one task; returns the task."""
-    seen: set[str] = set()
-    for c in configs:
-        if c.name in seen:
-            raise SweepInputError(f"duplicate configuration name {c.name}")
-        seen.add(c.name)
-    names = [ls.name for ls in sets]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise LabelSetError(f"label set name(s) used twice: {', '.join(dup)} (train and dev are taken)")
-    tasks = {c.task for c in configs} or {DEFAULT_TASK}
-    if len(tasks) > 1:
-        raise SweepInputError(f"one sweep trains one task; got {', '.join(sorted(tasks))}")
-    return tasks.pop()
-
-
-def _same_config(cdir: ConfigDir, c: TrainConfig) -> bool:
-    try:
-        old = cdir.read_config().config
-    except UserError:
-        return False
-    return learned_settings(old) == learned_settings(config_json(c))
-
-
-@dataclass
-class SweepPlan:
-    """What a sweep has to do in a run folder after the checks (see :func:`plan_sweep`)."""
-
-    run: RunDir
-    todo: list[TrainConfig]                             # configurations to train
-    refresh: list[tuple[TrainConfig, ConfigDir]]        # finished ones: bring their evaluation sets up to date
-    results: dict = field(default_factory=dict)         # {name: {"skipped": True}} for the finished ones
-    changed_evals: set[str] = field(default_factory=set)
-
-
-def plan_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
-               evals: list[LabelSet], force: bool = False, check_devices: bool = True) -> SweepPlan:
-    """Check the inputs and the run folder (writing its run record) and split the configurations into
-    those to train and the finished ones; any executor (processes here, Ray elsewhere) then trains ``todo``."""
-    task = _check_names(configs, [train, dev, *evals])
-    st = open_cache(store)
-    if check_devices:
-        for d in {c.device for c in configs}:
-            check_device(d)
-    keys = _encoder_keys(st, store, configs)
-    resume = check_run_dir(run, run_identity(store, keys, [train, dev, *evals], task), force)
-    plan = SweepPlan(RunDir(run), [], [], {}, resume.changed_evals)
-    for c in configs:
-        cdir = plan.run.config(c.name)
-        if cdir.is_done() and not force:
-            if _same_config(cdir, c):
-                plan.results[c.name] = {"skipped": True}
-                plan.refresh.append((c, cdir))
-                continue
-            print(f"  {c.name}: settings changed since it was trained; training it again", file=sys.stderr)
-            cdir.clear_done()
-        plan.todo.append(c)
-    return plan
-
-
-def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: LabelSet, dev: LabelSet,
-              evals: list[LabelSet], jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
-    """Train every configuration not already DONE in ``run``; returns {name: result or error}."""
-    if configs and all(isinstance(c, Track1Config) for c in configs):  # the dual-branch recipe's own trainer
-        from .track1.run import run_track1_sweep
-
-        return run_track1_sweep(configs, store, run, train, dev, evals, jobs=jobs, force=force, progress=progress)
-    axes = get_task(configs[0].task if configs else DEFAULT_TASK).axes
-    for ls, need in ((train, True), (dev, True), *((e, False) for e in evals)):
-        check_labels(ls, axes, need)  # one line per unusable list, before anything is written
+    The frames are read from the cache once for the whole sweep and shared by every configuration and worker
+    (:mod:`mmmos.sweep.frames`; ``share_frames=False`` or ``MMMOS_SHARED_FRAMES=0``: each reads the store)."""
+    task = configs[0].task if configs else DEFAULT_TASK
+    recipe = recipe_for(task)
+    if recipe.check_lists:
+        axes = get_task(task).axes
+        for ls, need in ((train, True), (dev, True), *((e, False) for e in evals)):
+            check_labels(ls, axes, need)  # one line per unusable list, before anything is written
     plan = plan_sweep(configs, store, run, train, dev, evals, force)
+    reading = plan.todo + [c for c, cdir in plan.refresh if stale_eval_sets(cdir, evals, plan.changed_evals)]
+    with shared_frames(run, store, reading, [train, dev, *evals], share_frames) as source:
+        _train_all(plan, source, train, dev, evals, jobs, progress, recipe.fn("train_step"))
+        recipe.fn("refresh")(plan, source, evals)
+    recipe.fn("summarise")(run, configs)
+    return plan.results
+
+
+def _train_all(plan: SweepPlan, source, train, dev, evals, jobs: int, progress: bool, step) -> None:
+    """Train ``plan.todo`` with the recipe's ``step`` from ``source`` (the store path or the sweep's frame pack),
+    here or in ``jobs`` worker processes; results into ``plan.results``."""
     results, todo = plan.results, plan.todo
 
     def args_of(c, prog=False):
-        return c, store, train, dev, evals, plan.run.config(c.name).path, prog
+        return c, source, train, dev, evals, plan.run.config(c.name).path, prog
 
     def report(name, res, err):
         results[name] = res if err is None else {"error": err}
@@ -164,29 +60,31 @@ def run_sweep(configs: list[TrainConfig], store: str, run: str | Path, train: La
 
     if jobs > 1 and len(todo) > 1:
         # each worker applies the thread policy itself (cores // jobs threads, or MMMOS_THREADS);
-        # each worker memoises the features it has read: configurations sharing encoders read the cache once
-        run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report)
+        # the frames come from the sweep's pack (mapped, not copied, by every worker)
+        run_pool(sorted(todo, key=lambda c: _COST.get(c.head, 2)), jobs, args_of, report, fn=step)
     else:
         from mmmos.core.threads import apply_thread_policy
 
         if todo:
             apply_thread_policy()  # one process: every core (or MMMOS_THREADS)
         for c in todo:
-            name, res, err = train_one(args_of(c, progress))
+            name, res, err = step(args_of(c, progress))
             results[name] = res if err is None else {"error": err}
             if err:
                 print(f"  {name}: FAILED {err}", file=sys.stderr)
-    refresh_evals(plan, store, evals)
-    write_summary(run, [c.name for c in configs])
-    return results
 
 
-def refresh_evals(plan: SweepPlan, store: str, evals: list[LabelSet]) -> None:
+def summarise(run, configs: list) -> object:
+    """Table III over ``configs`` (the Track 2 recipe's summary)."""
+    return write_summary(run, [c.name for c in configs])
+
+
+def refresh_evals(plan: SweepPlan, store, evals: list[LabelSet]) -> None:
     """Predict new or changed evaluation sets with the plan's finished configurations (no retraining)."""
     _refresh_evals(plan.refresh, store, evals, plan.changed_evals, plan.results)
 
 
-def _refresh_evals(refresh, store: str, evals: list[LabelSet], changed: set[str], results: dict) -> None:
+def _refresh_evals(refresh, store, evals: list[LabelSet], changed: set[str], results: dict) -> None:
     """Predict new or changed evaluation sets with finished configurations (no retraining)."""
     for c, cdir in refresh:
         stale = stale_eval_sets(cdir, evals, changed)

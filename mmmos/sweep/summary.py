@@ -1,5 +1,6 @@
-"""Table III: one row per finished configuration with, per set, the composite utterance-level
-MSE/LCC/SRCC/KTAU and the system-level SRCC (``summary.parquet`` and ``summary.md``)."""
+"""Table III: one row per finished configuration with, per set, the composite utterance-level figures of every
+registered metric (:data:`mmmos.core.metrics.METRIC_REGISTRY`: MSE/LCC/SRCC/KTAU) and the system-level SRCC
+(``summary.parquet`` and ``summary.md``).  A metric added to the registry becomes a column here."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,27 @@ from mmmos.core.rundir import RunDir
 from mmmos.core.tasks import COMPOSITE
 
 
+#: level -> the metrics a summary shows at it (None: every registered metric), and the column prefix
+LEVELS = {"utterance": "utt", "system": "sys"}
+TABLE_III = {"utterance": None, "system": ("SRCC",)}
+
+
+def metric_cells(ms, prefix: str, levels: dict[str, tuple[str, ...] | None]) -> dict:
+    """``{prefix}{utt|sys}_{METRIC}`` -> value for the metrics table rows ``ms`` (one set and axis); the metric
+    names are the registry's (an unknown one is an error, a missing value None)."""
+    import polars as pl
+
+    from mmmos.core.metrics import METRICS, get_metric
+
+    out = {}
+    for level, names in levels.items():
+        for name in (METRICS if names is None else names):
+            get_metric(name)
+            v = ms.filter((pl.col("level") == level) & (pl.col("metric") == name))["value"]
+            out[f"{prefix}{LEVELS[level]}_{name}"] = float(v[0]) if len(v) else None
+    return out
+
+
 def _row(cdir) -> dict:
     import polars as pl
 
@@ -16,12 +38,7 @@ def _row(cdir) -> dict:
     m = cdir.read_metrics().filter(pl.col("axis") == COMPOSITE)
     row = {"config": cdir.name, "encoders": "+".join(cfg["encoders"]), "head": cfg["head"], "loss": cfg["loss"]}
     for s in m["set"].unique(maintain_order=True).to_list():
-        ms = m.filter(pl.col("set") == s)
-        for metric in ("MSE", "LCC", "SRCC", "KTAU"):
-            v = ms.filter((pl.col("level") == "utterance") & (pl.col("metric") == metric))["value"]
-            row[f"{s}/utt_{metric}"] = float(v[0]) if len(v) else None
-        v = ms.filter((pl.col("level") == "system") & (pl.col("metric") == "SRCC"))["value"]
-        row[f"{s}/sys_SRCC"] = float(v[0]) if len(v) else None
+        row.update(metric_cells(m.filter(pl.col("set") == s), f"{s}/", TABLE_III))
     return row
 
 

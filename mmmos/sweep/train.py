@@ -102,7 +102,7 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
     import polars as pl
     import torch
 
-    from mmmos.cache_store import open_store
+    from mmmos.cache_store.packed import open_frames
     from mmmos.heads import build_head, head_class
     from mmmos.losses import get_loss
 
@@ -113,7 +113,7 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
         torch.set_num_threads(cfg.threads)
     loss_fn = get_loss(cfg.loss)
     frames = head_class(cfg.head).needs_frames
-    store = open_store(store_path)
+    store = open_frames(store_path)  # a path, or the sweep's packed frames (read once per sweep)
     notes: list[str] = []
     t_load = time.perf_counter()
     dropped: dict[str, list[str]] = {}  # set -> clip ids left out under --allow-missing-clips

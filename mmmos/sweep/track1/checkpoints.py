@@ -88,11 +88,11 @@ def load_checkpoint_head(cdir: ConfigDir, device: str = "cpu"):
 
 def add_eval_sets_track1(cdir: ConfigDir, store_path: str, sets: list, device: str = "cpu") -> None:
     """Predict ``sets`` with a finished checkpoint (no training) and record them in its files."""
-    from mmmos.cache_store import open_store
+    from mmmos.cache_store.packed import open_frames
 
     head, model, rec = load_checkpoint_head(cdir, device)
     cfg = config_from_json(rec.config)
     cfg.device = device
     suffix = "@" + rec.extra["checkpoint"] if rec.extra.get("checkpoint", "loss") != "loss" else ""
     ck = Checkpoint(cfg, cdir, suffix, rec.extra.get("epoch", 0), rec.extra.get("dev_figures", {}))
-    score_sets(ck, head, model, rec, open_store(store_path), sets, replace_metrics=False)
+    score_sets(ck, head, model, rec, open_frames(store_path), sets, replace_metrics=False)

@@ -11,7 +11,7 @@ _TRACK2_ONLY = ("sets", "ablation", "heads", "seed", "grid_rate")
 
 def track1_configs_from_args(a) -> list[Track1Config]:
     """The recipe runs the options select (``--only``, ``--losses``), with the training options applied."""
-    from ..cli import SweepOptionError
+    from ..options import SweepOptionError
 
     for opt in _TRACK2_ONLY:
         if getattr(a, opt, None):
@@ -43,10 +43,9 @@ def track1_configs_from_args(a) -> list[Track1Config]:
 
 def run_track1_cli(a) -> int:
     """Run the Track 1 sweep from parsed ``mmmos sweep`` options; 0 ok, 3 when some runs failed."""
-    from ..cli import parse_evals
-    from ..cli import report_results
+    from ..options import parse_evals, report_results
     from ..labels import load_labels
-    from .run import run_track1_sweep
+    from ..run import run_sweep
 
     cfgs = track1_configs_from_args(a)
     pairs = parse_evals(a.eval)
@@ -54,6 +53,6 @@ def run_track1_cli(a) -> int:
     dev = load_labels("dev", a.dev, a.data_root, "track1")
     evals = [load_labels(k, v, a.data_root, "track1") for k, v in pairs]
     t = time.perf_counter()
-    res = run_track1_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
-                           progress=not a.no_progress)
+    res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
+                    progress=not a.no_progress)
     return report_results(res, a.run, time.perf_counter() - t, "sweep (track1)", "runs (3 checkpoints each) ")

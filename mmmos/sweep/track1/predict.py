@@ -69,18 +69,30 @@ def prediction_table(df, logits: np.ndarray, output: str, task):
 
 
 def _srcc(p: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+    """The shared SRCC (:data:`mmmos.core.metrics.METRIC_REGISTRY`); NaN, quietly, where it is undefined (an
+    early epoch's constant predictions are normal here, not worth a warning per epoch)."""
+    from mmmos.core.metrics import METRIC_REGISTRY, UndefinedMetricWarning
 
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(y) == 0:
+    if not (np.isfinite(p).all() and np.isfinite(y).all()):  # a diverged epoch: no figure, training goes on
         return float("nan")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(p, y)[0])
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return METRIC_REGISTRY["SRCC"].fn(p, y)
 
 
 def _system_means(v: np.ndarray, systems: list) -> np.ndarray:
-    keys = sorted({s for s in systems if s is not None})
-    return np.array([v[[i for i, s in enumerate(systems) if s == k]].mean(axis=0) for k in keys])
+    """Per system (sorted), the mean of each column: the scorer's own exact means
+    (:func:`mmmos.core.metrics.system_means`), so the checkpoint is chosen on the figures the table reports."""
+    import polars as pl
+
+    from mmmos.core.metrics import system_means
+
+    if not np.isfinite(v).all():  # a diverged epoch: NaN figures (system_means refuses NaN)
+        keys = sorted({s for s in systems if s is not None})
+        return np.full((len(keys), v.shape[1]), np.nan)
+    cols = [f"c{k}" for k in range(v.shape[1])]
+    df = pl.DataFrame({"system": [str(s) for s in systems], **{c: v[:, k].astype(np.float64) for k, c in enumerate(cols)}})
+    return system_means(df, cols, [], "system").select(cols).to_numpy()
 
 
 def selection_figures(pred: np.ndarray, truth: np.ndarray, systems: list) -> dict[str, float]:

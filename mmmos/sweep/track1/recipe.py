@@ -53,6 +53,15 @@ class Track1Config:
     threads: int | None = None
     task: str = TASK
 
+    def frame_ids(self, sets: list) -> dict[str, list[str]]:
+        """The cache ids this run may read: the listed clips' audio frames, their prompts' token frames."""
+        from mmmos.core.prompts import prompt_key
+
+        clips = [c for ls in sets for c in ls.table["clip_id"].to_list()]
+        prompts = [prompt_key(p) for ls in sets if "prompt" in ls.table.columns
+                   for p in ls.table["prompt"].to_list() if p is not None]
+        return {self.audio_encoder: clips, self.text_encoder: prompts}
+
     @property
     def audio_encoder(self) -> str:
         return self.encoders[0]

@@ -1,6 +1,6 @@
-"""The Track 1 sweep: the shared checks and resume plan (:func:`mmmos.sweep.run.plan_sweep`), the runs trained
-in this process or in ``jobs`` worker processes that die with the sweep, new evaluation sets predicted with
-finished checkpoints, and the summary table over every checkpoint."""
+"""The Track 1 sweep: the engine's :func:`mmmos.sweep.run.run_sweep` with the Track 1 recipe (plan, frame pack,
+worker pool and thread policy shared with Track 2); this module holds the recipe's training step, refresh of
+new evaluation sets with every checkpoint, and summary."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 from mmmos.core.rundir import RunDir
 
 from ..identity import stale_eval_sets
-from ..workers import ParentGoneError, check_parent, error_text, run_pool
+from ..workers import ParentGoneError, check_parent, error_text
 from .checkpoints import add_eval_sets_track1
 from .recipe import Track1Config, checkpoint_names
 from .summary import write_track1_summary
@@ -28,40 +28,22 @@ def train_one_track1(args):
         return cfg.name, None, error_text(e)
 
 
-def _pool(todo: list, jobs: int, args_of, report) -> None:
-    # the runs set their own threads (cfg.threads), so each worker starts from the one-process policy
-    run_pool(todo, jobs, args_of, report, fn=train_one_track1, thread_jobs=1)
-
-
 def run_track1_sweep(configs: list[Track1Config], store: str, run: str | Path, train, dev, evals: list,
-                     jobs: int = 1, force: bool = False, progress: bool = True) -> dict:
+                     jobs: int = 1, force: bool = False, progress: bool = True,
+                     share_frames: bool | None = None) -> dict:
     """Train every run not already DONE in ``run``; returns {run name: result, ``{"skipped": True}`` or error}."""
-    from ..run import plan_sweep
+    from ..run import run_sweep
 
-    plan = plan_sweep(configs, store, run, train, dev, evals, force)
-    results = plan.results
-
-    def args_of(c, prog=False):
-        return c, store, train, dev, evals, plan.run.config(c.name).path, prog
-
-    def report(name, res, err):
-        results[name] = res if err is None else {"error": err}
-        print(f"  {name}: {'done' if err is None else 'FAILED ' + err.splitlines()[0]}", file=sys.stderr)
-
-    if jobs > 1 and len(plan.todo) > 1:
-        threads = max(1, (os.cpu_count() or 2) // jobs)
-        for c in plan.todo:
-            c.threads = c.threads or threads
-        _pool(plan.todo, jobs, args_of, report)
-    else:
-        for c in plan.todo:
-            report(*train_one_track1(args_of(c, progress)))
-    _refresh(plan, store, evals)
-    write_track1_summary(run, [n for c in configs for n in checkpoint_names(c.name)])
-    return results
+    return run_sweep(configs, store, run, train, dev, evals, jobs=jobs, force=force, progress=progress,
+                     share_frames=share_frames)
 
 
-def _refresh(plan, store: str, evals: list) -> None:
+def summarise(run, configs: list):
+    """The Track 1 table over every checkpoint of ``configs``."""
+    return write_track1_summary(run, [n for c in configs for n in checkpoint_names(c.name)])
+
+
+def refresh_checkpoints(plan, store, evals: list) -> None:
     """Predict new or changed evaluation sets with every checkpoint of the finished runs."""
     rd = RunDir(plan.run.path)
     for c, _ in plan.refresh:

@@ -7,7 +7,10 @@ from pathlib import Path
 from mmmos.core.rundir import RunDir
 from mmmos.core.tasks import get_task
 
-from ..summary import summary_markdown
+from ..summary import metric_cells, summary_markdown
+
+#: the registered metrics shown per set and axis (Table III's utterance metrics are too many for 2 axes)
+TRACK1_LEVELS = {"utterance": ("MSE", "SRCC"), "system": ("SRCC",)}
 
 
 def _row(cdir, axes) -> dict:
@@ -20,10 +23,8 @@ def _row(cdir, axes) -> dict:
            "epoch": rec.extra.get("epoch")}
     for s in m["set"].unique(maintain_order=True).to_list():
         for a in axes:
-            ms = m.filter((pl.col("set") == s) & (pl.col("axis") == a))
-            for level, metric in (("utterance", "MSE"), ("utterance", "SRCC"), ("system", "SRCC")):
-                v = ms.filter((pl.col("level") == level) & (pl.col("metric") == metric))["value"]
-                row[f"{s}/{a}_{'utt' if level == 'utterance' else 'sys'}_{metric}"] = float(v[0]) if len(v) else None
+            row.update(metric_cells(m.filter((pl.col("set") == s) & (pl.col("axis") == a)), f"{s}/{a}_",
+                                    TRACK1_LEVELS))
     return row
 
 

@@ -40,6 +40,19 @@ class _Best:
         return True
 
 
+def task_loss(name: str, task):
+    """The loss ``name`` on the task's score range (its ``lo``/``hi`` parameters, where it has them)."""
+    import functools
+    import inspect
+
+    from mmmos.losses import get_loss
+
+    fn = get_loss(name)
+    params = inspect.signature(fn).parameters
+    rng = {k: v for k, v in (("lo", task.lo), ("hi", task.hi)) if k in params}
+    return functools.partial(fn, **rng) if rng else fn
+
+
 def _criteria(dev_loss: float, fig: dict) -> dict[str, float]:
     """Checkpoint suffix -> value to maximise."""
     return {"": -dev_loss, "@sysmi": fig["sys_mi"], "@combined": (fig["utt_mi"] + fig["sys_ta"]) / 2}
@@ -106,9 +119,8 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
     ``before_done`` runs before the DONE markers (a worker uses it to stop when its parent has gone)."""
     import torch
 
-    from mmmos.cache_store import open_store
+    from mmmos.cache_store.packed import open_frames
     from mmmos.heads import build_head
-    from mmmos.losses import get_loss
 
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
@@ -117,7 +129,7 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
         d.clear_done()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    store = open_store(store_path)
+    store = open_frames(store_path)  # a path, or the sweep's packed frames (read once per sweep)
     notes: list[str] = []
     t_load = time.perf_counter()
     tr, bank_tr = load_bank(train, store, cfg, task, True, notes)
@@ -133,7 +145,7 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
     torch.manual_seed(cfg.seed)
     head = build_head(cfg.head, bank_tr.audio_dim, n_axes=task.n_axes,
                       **{"text_dim": bank_tr.text_dim, **cfg.head_cfg}).to(cfg.device)
-    loss_fn = get_loss(cfg.loss)
+    loss_fn = task_loss(cfg.loss, task)  # bins and levels span the task's score range
     dirs[0].path.mkdir(parents=True, exist_ok=True)
     t_fit = time.perf_counter()
     with dirs[0].open_log("w") as log_f:
