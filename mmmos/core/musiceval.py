@@ -36,7 +36,7 @@ from mmmos.core.tasks.track1 import DEMO_PROMPT_SYSTEMS, TRACK1, clip_name, prom
 
 PROMPT_INFO = "prompt_info.txt"
 DEMO_PROMPT_INFO = "demo_prompt_info.txt"
-EVAL_LIST = "eval_list.txt"
+EVAL_LIST_FILE = "eval_list.txt"
 SPLITS = ("train", "dev")
 KEY_COLUMNS = ("clip_id", "path", "system", "prompt_id", "prompt")
 _STEP = 0.2  # labels are means of 5 integer ratings
@@ -241,7 +241,8 @@ def load_musiceval(root: str | os.PathLike, split: str, wav_dir: str | os.PathLi
     if split in SPLITS:
         rows = read_mos_list(base / "sets" / f"{split}_mos_list.txt", wav, task)
     elif split == "eval":
-        listed = next((d / EVAL_LIST for d in (base, base / "sets") if (d / EVAL_LIST).is_file()), base / EVAL_LIST)
+        listed = next((d / EVAL_LIST_FILE for d in (base, base / "sets") if (d / EVAL_LIST_FILE).is_file()),
+                      base / EVAL_LIST_FILE)
         rows = read_eval_list(listed, wav)
     else:
         raise MusicEvalError(base, f"unknown split {split!r}; choose one of train, dev, eval")
@@ -287,7 +288,7 @@ def read_prompt_csv(path: str | os.PathLike, data_root: str | os.PathLike | None
 
 
 __all__ = [
-    "DEMO_PROMPT_INFO", "EVAL_LIST", "KEY_COLUMNS", "MusicEvalError", "MusicEvalSet", "PROMPT_INFO", "PromptTables",
+    "DEMO_PROMPT_INFO", "EVAL_LIST_FILE", "KEY_COLUMNS", "MusicEvalError", "MusicEvalSet", "PROMPT_INFO", "PromptTables",
     "attach_prompts", "load_musiceval", "lookup_prompt", "read_eval_list", "read_mos_list", "read_prompt_csv",
     "read_prompt_table", "read_prompt_tables", "to_table",
 ]

@@ -11,11 +11,11 @@ import polars as pl
 from mmmos.core.manifests.fields import RangeCheck, opt
 from mmmos.core.manifests.formats import load_folder, load_jsonl, load_plain_csv, load_track2
 from mmmos.core.manifests.inference import infer_split
-from mmmos.core.manifests.prompted import EVAL_LIST, MUSICEVAL, attach_prompts, load_eval_list, load_mos_list
+from mmmos.core.manifests.prompted import EVAL_LIST_FORMAT, MUSICEVAL, attach_prompts, load_eval_list, load_mos_list
 from mmmos.core.manifests.table import ManifestError, Problem
 from mmmos.core.tasks import Task, get_task
 
-FORMATS = ("auto", "track2", "combined", "jsonl", "csv", "folder", MUSICEVAL, EVAL_LIST)
+FORMATS = ("auto", "track2", "combined", "jsonl", "csv", "folder", MUSICEVAL, EVAL_LIST_FORMAT)
 
 
 def _is_number(text: str) -> bool:
@@ -32,7 +32,7 @@ def _headerless_format(fields: list[str]) -> str | None:
     if len(fields) >= 2 and fields[0].lower().endswith(".wav") and all(_is_number(f) for f in fields[1:]):
         return MUSICEVAL
     if len(fields) == 1 and fields[0] and "\t" not in fields[0] and " " not in fields[0]:
-        return EVAL_LIST
+        return EVAL_LIST_FORMAT
     return None
 
 
@@ -130,7 +130,7 @@ def _load(p: Path, root: Path | None, explicit: str | None, from_name: str | Non
             df = load_jsonl(p, root, explicit, from_name, t, check)
         elif fmt == MUSICEVAL:
             df = load_mos_list(p, root, explicit or from_name, t, check_labels)
-        elif fmt == EVAL_LIST:
+        elif fmt == EVAL_LIST_FORMAT:
             df = load_eval_list(p, root, explicit or from_name, t)
         else:
             df = load_plain_csv(p, root, explicit, from_name, t, check)

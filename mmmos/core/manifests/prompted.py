@@ -29,7 +29,7 @@ from mmmos.core.manifests.table import PROMPT_COLUMN, ManifestError, Problem, to
 from mmmos.core.tasks import Task
 
 MUSICEVAL = "musiceval"   # the MOS-list format name (also the label_columns key that marks a prompted task)
-EVAL_LIST = "eval_list"
+EVAL_LIST_FORMAT = "eval_list"
 
 
 def has_prompts(task: Task) -> bool:
@@ -42,7 +42,7 @@ def wav_folder(list_path: Path, data_root: Path | None, fmt: str) -> Path:
     if data_root is not None:
         return data_root / "wav" if (data_root / "wav").is_dir() else data_root
     first, second = list_path.parent.parent / "wav", list_path.parent / "wav"
-    if fmt == EVAL_LIST:
+    if fmt == EVAL_LIST_FORMAT:
         first, second = second, first
     return second if not first.is_dir() and second.is_dir() else first
 
@@ -70,7 +70,7 @@ def load_eval_list(path: Path, data_root: Path | None, split: str | None, task: 
     from mmmos.core.musiceval import read_eval_list
 
     _need_musiceval(path, task)
-    return _rows_to_frame(read_eval_list(path, wav_folder(path, data_root, EVAL_LIST)), task, split)
+    return _rows_to_frame(read_eval_list(path, wav_folder(path, data_root, EVAL_LIST_FORMAT)), task, split)
 
 
 def _need_musiceval(path: Path, task: Task) -> None:
@@ -158,5 +158,5 @@ def _report(found: list[Problem], manifest: Path, problems: list[Problem] | None
                       stacklevel=4)
 
 
-__all__ = ["EVAL_LIST", "MUSICEVAL", "attach_prompts", "find_prompt_tables", "has_prompts", "load_eval_list",
+__all__ = ["EVAL_LIST_FORMAT", "MUSICEVAL", "attach_prompts", "find_prompt_tables", "has_prompts", "load_eval_list",
            "load_mos_list", "prompt_dirs", "wav_folder"]
