@@ -46,7 +46,7 @@ def test_argument_errors_are_one_line_exit_2(run_cli, argv, prog):
 @pytest.fixture
 def fake_run(monkeypatch):
     """Replace the demo-data runner by ``fn`` (the command module is looked up when the parser is built)."""
-    import mmmos.app.demo as demo
+    import mmmos.app.demos.command as demo
 
     def use(fn):
         monkeypatch.setattr(demo, "run_data_cli", fn)

@@ -1,4 +1,4 @@
-"""mmmos.demo_data: the synthetic corpus is deterministic, well-formed and learnable."""
+"""mmmos.app.demos.track2_corpus: the synthetic corpus is deterministic, well-formed and learnable."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from scipy import signal, stats
 
-from mmmos.app.demo_data import DEGRADATIONS, PAM_SYSTEMS, TRAIN_SYSTEMS, degrade, make_demo_corpus
+from mmmos.app.demos.track2_corpus import DEGRADATIONS, PAM_SYSTEMS, TRAIN_SYSTEMS, degrade, make_demo_corpus
 from mmmos.core.manifests import AXES, COLUMNS, infer_system, load_manifest, validate_manifest
 
 

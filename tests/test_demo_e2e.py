@@ -6,7 +6,7 @@ import pytest
 from mmmos import ensemble as select_ensemble  # noqa: E402
 from mmmos import sweep  # noqa: E402
 from mmmos.extract.runner import ExtractConfig, run_extract  # noqa: E402
-from mmmos.app.demo_data import make_demo_corpus  # noqa: E402
+from mmmos.app.demos.track2_corpus import make_demo_corpus  # noqa: E402
 from mmmos.app.scoring import score  # noqa: E402
 from mmmos.core.tasks import get_task  # noqa: E402
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mmmos.app.demo_figures import FiguresError, main, markers, replace_block
+from mmmos.app.demos.figures import FiguresError, main, markers, replace_block
 
 
 def test_replace_block_keeps_everything_outside_the_markers():

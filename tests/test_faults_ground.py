@@ -173,7 +173,7 @@ def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path, run_cli
 
 
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, run_cli):
-    import mmmos.app.demo as demo
+    import mmmos.app.demos.command as demo
 
     def interrupted(args):
         raise KeyboardInterrupt

@@ -16,7 +16,7 @@ from mmmos import sweep
 from mmmos.cache_store import frame_range, identity_key, open_store
 from mmmos.extract import load_encoder
 from mmmos.extract.runner import ExtractConfig, run_extract
-from mmmos.app.demo_data import make_demo_corpus
+from mmmos.app.demos.track2_corpus import make_demo_corpus
 from mmmos.app.predict import (MissingWeightsError, Predictor, PredictorError, WeightsMismatchError, add_arguments,
                                export_predictor, plan_windows, read_predictor_spec, run_cli)
 from mmmos.core.errors import UserError

@@ -351,7 +351,7 @@ def real_run(tmp_path_factory):
     """A tiny real run: demo corpus (clips within the 10 s window) -> logmel cache -> 3 configurations."""
     torch = pytest.importorskip("torch")
     from mmmos import sweep
-    from mmmos.app.demo_data import make_demo_corpus
+    from mmmos.app.demos.track2_corpus import make_demo_corpus
     from mmmos.extract.runner import ExtractConfig, run_extract
 
     n_threads = torch.get_num_threads()

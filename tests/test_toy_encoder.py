@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmmos import extract, sweep
-from mmmos.app.demo_data import make_demo_corpus
+from mmmos.app.demos.track2_corpus import make_demo_corpus
 from mmmos.app.predict import add_arguments, export_predictor, run_cli
 from mmmos.cache_store import open_store
 from mmmos.core.audio import load_audio

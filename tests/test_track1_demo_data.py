@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-from mmmos.app.demo_track1 import PAM_SYSTEMS, TRAIN_SYSTEMS, make_track1_corpus
+from mmmos.app.demos.track1_corpus import PAM_SYSTEMS, TRAIN_SYSTEMS, make_track1_corpus
 from mmmos.core.manifests import Problem, load_manifest
 
 

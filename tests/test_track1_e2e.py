@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from mmmos.app.cli import main
-from mmmos.app.demo_t1 import CONTROL_RUN, best_config, dev_srcc, shuffled_copy
+from mmmos.app.demos.track1 import CONTROL_RUN, best_config, dev_srcc, shuffled_copy
 from mmmos.core.rundir import RunDir
 from mmmos.core.tasks import get_task
 
@@ -94,7 +94,7 @@ def test_shuffled_copy_permutes_labels_only(tmp_path):
 def test_readme_figures_script_writes_the_demo_table(demo, tmp_path, capsys):
     import zipfile
 
-    from mmmos.app.demo_figures import main as figures_main
+    from mmmos.app.demos.figures import main as figures_main
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- demo-figures:track1 -->\nold numbers\n<!-- /demo-figures:track1 -->\nrest\n")

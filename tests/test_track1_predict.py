@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from mmmos.app.cli import main
-from mmmos.app.demo_t1 import AUDIO_ENCODER, TEXT_ENCODER, demo_configs, _sweep
-from mmmos.app.demo_track1 import make_track1_corpus
+from mmmos.app.demos.track1 import AUDIO_ENCODER, TEXT_ENCODER, demo_configs, _sweep
+from mmmos.app.demos.track1_corpus import make_track1_corpus
 from mmmos.app.predict import export_predictor
 from mmmos.app.predict.track1 import PromptedItem, Track1Predictor, expand_prompted_inputs, prompted_table
 from mmmos.core.tasks import get_task

@@ -219,8 +219,8 @@ def test_wrapped_and_dataparallel_checkpoints_import():
 # --- the command: a run configuration the ensembles read, a predictor `mmmos predict` loads -------------------
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
-    from mmmos.app.demo_t1 import AUDIO_ENCODER, TEXT_ENCODER
-    from mmmos.app.demo_track1 import make_track1_corpus
+    from mmmos.app.demos.track1 import AUDIO_ENCODER, TEXT_ENCODER
+    from mmmos.app.demos.track1_corpus import make_track1_corpus
     from mmmos.extract.runner import ExtractConfig, run_extract
 
     root = tmp_path_factory.mktemp("t1pub")

@@ -45,8 +45,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("the whole job end to end on the built-in synthetic corpus (no downloads)", "mmmos.app.demo"),
-    "demo-data": Command("write the synthetic, labelled demo corpus", "mmmos.app.demo",
+    "demo": Command("the whole job end to end on the built-in synthetic corpus (no downloads)", "mmmos.app.demos.command"),
+    "demo-data": Command("write the synthetic, labelled demo corpus", "mmmos.app.demos.command",
                          "add_data_arguments", "run_data_cli"),
     "extract": Command("run frozen encoders over audio and cache their frames", "mmmos.app.extract_cmd"),
     "cache": Command("list (and --verify) the encoders and clips a cache holds", "mmmos.app.cache_cmd"),

@@ -1,6 +1,6 @@
 """``mmmos demo --task track1``: Track 1 end to end on the built-in synthetic MusicEval-format corpus.
 
-corpus (:func:`mmmos.app.demo_track1.make_track1_corpus`) -> extract (``logmel_slow`` audio frames, 6.25 Hz,
+corpus (:func:`mmmos.app.demos.track1_corpus.make_track1_corpus`) -> extract (``logmel_slow`` audio frames, 6.25 Hz,
 + ``hashtext`` prompt tokens; both weight-free) -> the Track 1 recipe (``mmmos.sweep.track1``) with the demo's
 small head and few epochs -> a shuffled-label control run -> ensembles (+ stack) -> report -> export the
 ensemble, score (audio, prompt) pairs with it -> answer file scored back with ``mmmos score --task track1``.
@@ -101,9 +101,9 @@ def run_track1_demo(a: argparse.Namespace) -> int:
     """The whole Track 1 job (see the module doc); 0 ok, 3 when a run failed."""
     import json
 
-    from mmmos.app.demo_track1 import make_track1_corpus
+    from mmmos.app.demos.track1_corpus import make_track1_corpus
     from mmmos.app.predict import export_predictor
-    from mmmos.app.demo_common import ensembles_and_report
+    from mmmos.app.demos.common import ensembles_and_report
     from mmmos.app.scoring import score
     from mmmos.core.metrics import format_markdown
     from mmmos.core.tasks import get_task

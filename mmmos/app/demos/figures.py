@@ -1,6 +1,6 @@
 """The README's demo figures, written from a demo's own output folder (never copied by hand).
 
-    python -m mmmos.app.demo_figures --task track1 --out demo_out/track1 [--readme README.md]
+    python -m mmmos.app.demos.figures --task track1 --out demo_out/track1 [--readme README.md]
 
 reads the finished demo (``run/`` configurations' dev metrics, the shuffled-label ``control_run/``, the ensembles'
 ``pam_dev`` metrics), prints the Markdown table and, with ``--readme``, replaces the block between
@@ -38,7 +38,7 @@ def track1_table(out: Path) -> str:
     pam_dev (utterance SRCC)."""
     from mmmos.core.tasks import get_task
 
-    from .demo_t1 import CONTROL_RUN, best_config, dev_srcc
+    from .track1 import CONTROL_RUN, best_config, dev_srcc
 
     run = out / "run"
     if not (run / "configs").is_dir():
@@ -75,7 +75,7 @@ def replace_block(text: str, task: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mmmos.app.demo_figures", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mmmos.app.demos.figures", description=__doc__.splitlines()[0])
     p.add_argument("--task", default="track1", choices=sorted(FIGURES))
     p.add_argument("--out", required=True, type=Path, help="the demo's --out folder")
     p.add_argument("--readme", type=Path, help="rewrite this README's figures block")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             a.readme.write_text(replace_block(a.readme.read_text(), a.task, table))
             print(f"written to {a.readme}")
     except UserError as e:
-        print(f"demo_figures: error: {e}", file=sys.stderr)
+        print(f"mmmos.app.demos.figures: error: {e}", file=sys.stderr)
         return 2
     return 0
 

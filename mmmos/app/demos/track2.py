@@ -1,8 +1,9 @@
-"""``mmmos demo`` and ``mmmos demo-data``: the whole job on the built-in synthetic corpus.
+"""The Track 2 demo driver: the synthetic corpus -> logmel/logmel_slow frames -> the 16 configurations ->
+ensembles (with stack) -> report -> ``mmmos predict`` with the exported ensemble.
 
-The demo drives each stage through its public API, building the sweep's options with the sweep's own
-parser (so new sweep options get their defaults here too).  Re-running resumes: the corpus, the cache and
-finished configurations are reused.
+It drives each stage through its public API, building the sweep's options with the sweep's own parser (so new
+sweep options get their defaults here too).  Re-running resumes: the corpus, the cache and finished
+configurations are reused.
 """
 from __future__ import annotations
 
@@ -10,50 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
-
 STEPS = 6
 #: the Track 2 demo's sizes (options left unset take these)
 TRACK2_DEFAULTS = {"n_train": 240, "n_dev": 60, "n_pam": 60, "epochs": 20, "lr": 1e-3}
-
-
-def add_data_arguments(d: argparse.ArgumentParser) -> None:
-    d.add_argument("--out", default="demo_out/corpus", help="folder to write the corpus to")
-    d.add_argument("--n-train", type=non_negative_int, default=120)
-    d.add_argument("--n-dev", type=non_negative_int, default=40)
-    d.add_argument("--n-pam", type=non_negative_int, default=40)
-    d.add_argument("--seed", type=non_negative_int, default=0)
-
-
-def run_data_cli(a: argparse.Namespace) -> int:
-    from mmmos.app.demo_data import make_demo_corpus
-
-    info = make_demo_corpus(a.out, n_train=a.n_train, n_dev=a.n_dev, n_pam=a.n_pam, seed=a.seed)
-    print(f"demo corpus written to {a.out}")
-    for k, v in info.items():
-        if isinstance(v, (str, int, float, Path)):
-            print(f"  {k}: {v}")
-    return 0
-
-
-def add_arguments(m: argparse.ArgumentParser) -> None:
-    m.description = ("Generate the demo corpus, extract logmel/logmel_slow frames, train the 16 configurations, "
-                     "evaluate ensembles, write the report and score a few files with the exported ensemble. "
-                     "Re-running resumes.")
-    m.add_argument("--task", choices=("track2", "track1"), default="track2",
-                   help="track1: the Track 1 demo (MI/TA of prompted music clips, see mmmos.app.demo_t1)")
-    m.add_argument("--out", default="demo_out")
-    # None = the task's default (Track 2: 240/60/60 clips, 20 epochs, lr 1e-3; Track 1: see demo_t1.DEFAULTS)
-    m.add_argument("--n-train", type=non_negative_int, default=None, help="default 240 (track1: 240)")
-    m.add_argument("--n-dev", type=non_negative_int, default=None, help="default 60 (track1: 72)")
-    m.add_argument("--n-pam", type=non_negative_int, default=None, help="default 60 (track1: 48)")
-    m.add_argument("--seed", type=non_negative_int, default=0)
-    m.add_argument("--epochs", type=positive_int, default=None, help="default 20 (track1: 25)")
-    m.add_argument("--lr", type=positive_float, default=None,
-                   help="the demo corpus is tiny, so it uses 1e-3 and 20 epochs (the paper: 1e-4, 10); "
-                        "track1: 1e-3, 25 epochs (the recipe: 5e-5, 100)")
-    m.add_argument("--jobs", type=positive_int, default=2, help="configurations trained in parallel")
-    m.add_argument("--no-progress", action="store_true")
 
 
 def _step(i: int, text: str) -> None:
@@ -61,7 +21,7 @@ def _step(i: int, text: str) -> None:
 
 
 def _corpus(a: argparse.Namespace, corpus: Path) -> list[str]:
-    from mmmos.app.demo_data import make_demo_corpus
+    from mmmos.app.demos.track2_corpus import make_demo_corpus
 
     if not (corpus / "pam_dev.csv").is_file():
         _step(1, f"writing the synthetic demo corpus to {corpus}")
@@ -95,18 +55,12 @@ def _sweep(a: argparse.Namespace, manifests: list[str], store: str, run: Path) -
     return int(sweep.run_cli(p.parse_args(argv)) or 0)
 
 
-
-
-def run_cli(a: argparse.Namespace) -> int:
+def run_track2_demo(a: argparse.Namespace) -> int:
     """The whole job on built-in data: corpus -> extract -> sweep -> ensembles -> report -> predict."""
     import json
 
     from mmmos.core.tasks import get_task
 
-    if getattr(a, "task", "track2") == "track1":
-        from mmmos.app.demo_t1 import run_track1_demo
-
-        return run_track1_demo(a)
     for k, v in TRACK2_DEFAULTS.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
@@ -118,7 +72,7 @@ def run_cli(a: argparse.Namespace) -> int:
     rc = _sweep(a, manifests, store, run)
     if rc:
         return rc
-    from mmmos.app.demo_common import ensembles_and_report
+    from mmmos.app.demos.common import ensembles_and_report
 
     _step(4, "ensembles from the saved predictions (the paper's strategies + stack) and the report")
     report = ensembles_and_report(run, out / "answer.txt")
@@ -138,3 +92,6 @@ def run_cli(a: argparse.Namespace) -> int:
     print(f"  report:      {report}")
     print(f"  model:       {model}   (try: mmmos predict FILE --model {model})")
     return 0
+
+
+__all__ = ["TRACK2_DEFAULTS", "run_track2_demo"]
