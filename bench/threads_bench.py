@@ -34,7 +34,7 @@ MEMBERS = (("demo-mlp", "mlp"), ("demo-blstm_t", "blstm_t"))
 
 def make_files(work: Path, n: int) -> Path:
     """``n`` short demo-corpus clips (2-6 s, 16 kHz) in ``work/corpus`` (reused when present)."""
-    from mmmos.app.demo_data import make_demo_corpus
+    from mmmos.app.demos.track2_corpus import make_demo_corpus
 
     corpus = work / "corpus"
     if not (corpus / "pam_dev.csv").is_file() or len(list(corpus.rglob("*.wav"))) != n:

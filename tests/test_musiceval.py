@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from mmmos.core.errors import UserError
-from mmmos.core.musiceval import (
+from mmmos.core.manifests.musiceval import (
     MusicEvalError, load_musiceval, read_eval_list, read_mos_list, read_prompt_csv, read_prompt_table,
 )
 from mmmos.core.tasks.track1 import TRACK1, clip_name, prompt_id_of, system_of

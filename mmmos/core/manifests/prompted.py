@@ -7,7 +7,7 @@ manifest table gets a ``prompt``, in this order of precedence:
    ``empty_prompt`` problem (not looked up elsewhere: the list says the prompt is empty);
 2. the ``prompt`` argument (``--prompt TEXT``: one prompt for every clip, e.g. of a folder);
 3. the MusicEval prompt tables: ``prompt_info.txt`` by prompt id (``P044``), ``demo_prompt_info.txt`` by file
-   name for the demo systems (:func:`mmmos.core.musiceval.lookup_prompt`). The tables are looked for in the
+   name for the demo systems (:func:`mmmos.core.manifests.musiceval.lookup_prompt`). The tables are looked for in the
    ``prompts`` folder when given (``--prompts DIR``), else beside the list, in the list's parent folder (the
    MusicEval root when the list is in ``sets/``) and in ``data_root``; in each folder and its ``sets/``.
 
@@ -58,7 +58,7 @@ def _rows_to_frame(rows: list[dict], task: Task, split: str | None) -> pl.DataFr
 def load_mos_list(path: Path, data_root: Path | None, split: str | None, task: Task,
                   check_labels: bool) -> pl.DataFrame:
     """A ``*_mos_list.txt`` (``name.wav,<overall>,<textual>``, no header) as a manifest table (no prompts yet)."""
-    from mmmos.core.musiceval import read_mos_list
+    from mmmos.core.manifests.musiceval import read_mos_list
 
     _need_musiceval(path, task)
     rows = read_mos_list(path, wav_folder(path, data_root, MUSICEVAL), task, check_labels=check_labels)
@@ -67,7 +67,7 @@ def load_mos_list(path: Path, data_root: Path | None, split: str | None, task: T
 
 def load_eval_list(path: Path, data_root: Path | None, split: str | None, task: Task) -> pl.DataFrame:
     """``eval_list.txt`` (one clip id per line) as a manifest table without labels (no prompts yet)."""
-    from mmmos.core.musiceval import read_eval_list
+    from mmmos.core.manifests.musiceval import read_eval_list
 
     _need_musiceval(path, task)
     return _rows_to_frame(read_eval_list(path, wav_folder(path, data_root, EVAL_LIST_FORMAT)), task, split)
@@ -92,9 +92,9 @@ def prompt_dirs(manifest: Path, data_root: Path | None, prompts: Path | None) ->
 
 
 def find_prompt_tables(dirs: list[Path]):
-    """The :class:`~mmmos.core.musiceval.PromptTables` of the first folder (or its ``sets/``) holding
+    """The :class:`~mmmos.core.manifests.musiceval.PromptTables` of the first folder (or its ``sets/``) holding
     ``prompt_info.txt``; None when none does."""
-    from mmmos.core.musiceval import PROMPT_INFO, read_prompt_tables
+    from mmmos.core.manifests.musiceval import PROMPT_INFO, read_prompt_tables
 
     for d in dirs:
         if (d / PROMPT_INFO).is_file() or (d / "sets" / PROMPT_INFO).is_file():
@@ -138,7 +138,7 @@ def attach_prompts(df: pl.DataFrame, task: Task, manifest: Path, data_root: Path
 
 
 def _from_tables(cid: str, system: str | None, tables, dirs: list[Path]) -> tuple[str | None, Problem | None]:
-    from mmmos.core.musiceval import PROMPT_INFO, lookup_prompt
+    from mmmos.core.manifests.musiceval import PROMPT_INFO, lookup_prompt
     from mmmos.core.tasks.track1 import clip_name
 
     if tables is None:
