@@ -185,3 +185,37 @@ def test_extract_stops_at_random_points_and_resumes(corpus, tmp_path):
             held = [c for f in (store / "encoders").glob("*/parts/*.index.json")
                     for c in json.loads(f.read_text()).get("clips", [])]
             assert len(held) == len(set(map(str, held))) == len(files)
+
+
+def test_an_interrupt_swallowed_by_a_callback_is_delivered_again():
+    """A signal handler's exception raised inside a weakref callback (CI saw one in the import lock's) cannot
+    propagate: Python prints "Exception ignored" with a traceback and goes on.  The handlers re-deliver it, so it
+    surfaces in ordinary code, where the command's cleanup catches it, and nothing is printed."""
+    import io
+    import weakref
+
+    from mmmos.core.interrupts import Terminated, install_handlers, restore_handlers
+
+    class Thing:
+        pass
+
+    def callback(_ref):
+        raise Terminated()  # what the SIGTERM handler does when the signal lands in the callback
+
+    previous = install_handlers()
+    err, old_err = io.StringIO(), sys.stderr
+    try:
+        sys.stderr = err
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        with pytest.raises(Terminated):
+            del thing  # the callback runs here and swallows its exception ...
+            end = time.monotonic() + 5
+            while time.monotonic() < end:  # ... which is delivered again moments later, in this loop
+                time.sleep(0.001)
+        assert ref() is None
+    finally:
+        sys.stderr = old_err
+        restore_handlers(previous)
+    assert "Traceback" not in err.getvalue() and "Exception ignored" not in err.getvalue()
+    assert signal.getsignal(signal.SIGTERM) is previous

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 EXIT_SIGTERM = 143  # 128 + SIGTERM
@@ -26,10 +28,30 @@ def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
     raise Terminated()
 
 
+def _redeliver_swallowed(hook_args) -> None:
+    """``sys.unraisablehook``: a signal whose exception was raised inside a callback Python cannot propagate from
+    (a weakref callback of the import lock, a ``__del__``) would be printed as "Exception ignored" with a traceback
+    and then lost - the command would go on as if never interrupted.  Such an interrupt is sent again instead: the
+    handler then raises it at the next instruction of ordinary code, where the command's cleanup catches it."""
+    exc = hook_args.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        # from another thread and a moment later: raised here (or via raise_signal, which runs the handler at
+        # once) the exception would be swallowed again; a signal landing in a callback once more re-arms this
+        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        threading.Timer(0.01, os.kill, (os.getpid(), sig)).start()
+        return
+    _default_unraisablehook(hook_args)
+
+
+_default_unraisablehook = sys.unraisablehook
+
+
 def install_handlers():
-    """SIGTERM -> :class:`Terminated` in the main thread (a no-op elsewhere, where signals cannot be set);
-    returns the previous handler (for :func:`restore_handlers`)."""
+    """SIGTERM -> :class:`Terminated` in the main thread (a no-op elsewhere, where signals cannot be set), and an
+    interrupt swallowed by a callback re-delivered (:func:`_redeliver_swallowed`); returns the previous SIGTERM
+    handler (for :func:`restore_handlers`)."""
     if threading.current_thread() is threading.main_thread():
+        sys.unraisablehook = _redeliver_swallowed
         return signal.signal(signal.SIGTERM, _raise_terminated)
     return None
 
@@ -39,6 +61,7 @@ def restore_handlers(previous) -> None:
     and forget any interrupt CPython remembered as unhandled (:func:`_forget_escaped_interrupt`)."""
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = _default_unraisablehook
     _forget_escaped_interrupt()
 
 
