@@ -101,23 +101,28 @@ def _close_writers(stages: list[Stage], rows: dict[str, str], rep: ExtractReport
         rep.written[s.name] = len(s.writer.committed)
 
 
-def _unwritten(stages: list[Stage], store, rows: dict[str, str], rep: ExtractReport) -> None:
+def unwritten(groups: list[tuple[str, str, object]], store, rows: dict[str, str], rep: ExtractReport) -> None:
     """Name every listed clip this run leaves without frames and without a reported failure - e.g. one left to
-    another writer's claim - as a failure, so the run exits 3 instead of leaving a silent gap in the cache."""
+    another writer's claim - as a failure, so the run exits 3 instead of leaving a silent gap in the cache.
+
+    ``groups``: (encoder name, group key, the run's claims on that group or None: a run whose writers lived in
+    other processes, e.g. Ray's actors, which have released theirs)."""
     from mmmos.cache_store import clip_key
+    from mmmos.cache_store.locking import Claims
 
     failed = {(f.clip_id, f.encoder) for f in rep.failures}
     whole = {f.encoder for f in rep.failures if f.clip_id == "*"}  # e.g. a failed commit: already reported
-    for s in stages:
-        if s.name in whole:
+    for name, key, claims in groups:
+        if name in whole:
             continue
-        g = store.group(s.writer.info.key)
+        g = store.group(key)
         g.refresh()
         for cid, path in rows.items():
-            if (cid, s.name) in failed or (cid, "*") in failed or g.is_valid(cid):
+            if (cid, name) in failed or (cid, "*") in failed or g.is_valid(cid):
                 continue
-            who = s.writer.claims.holder(clip_key(cid))
-            rep.fail(cid, path, s.name, "claim",
+            claims = claims or Claims(g.root)
+            who = claims.holder(clip_key(cid))
+            rep.fail(cid, path, name, "claim",
                      f"not written: claimed by another extract still running ({who}); re-run when it has finished"
                      if who else "not written (its claim was released without frames); re-run to extract it")
 
@@ -162,7 +167,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
     finally:
         _close_writers(stages, rows, rep)
         prog.close()
-    _unwritten(stages, store, rows, rep)
+    unwritten([(s.name, s.writer.info.key, s.writer.claims) for s in stages], store, rows, rep)
     rep.text = text_stage(cfg, store, rows, prompt_of, prompt_problems, device, rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)

@@ -270,3 +270,25 @@ def test_ray_extract_runs_the_text_encoders_as_one_process_does(tmp_path):
     assert run.report.written == local.written
     assert _rows(run.report.failures) == _rows(local.failures) and any(r[2] == "hashtext" for r in _rows(local.failures))
     assert [r.name for r in run.report.text] == ["hashtext"]
+
+
+def test_ray_extract_names_a_clip_left_to_a_live_writer(tmp_path):
+    """A listed clip no unit wrote (another extract, alive, holds its claim) is a failure row naming the writer,
+    as in a local run - not a silent gap in the cache."""
+    import socket
+
+    from mmmos.cache_store import clip_key
+    from mmmos.cache_store.locking import boot_id, process_start
+
+    m = _corpus(tmp_path / "audio", 4, bad=False)
+    store = tmp_path / "s.zarr"
+    run_extract(ExtractConfig([m], str(store), progress=False, limit=1))  # creates the encoder folder
+    me, host = os.getpid(), socket.gethostname()  # a live writer: this process, with another token
+    claim = next(store.glob("encoders/logmel-*")) / "claims" / clip_key("clip002")
+    claim.write_text(f"{host} {me} feedface0000.{process_start(me)}.{boot_id()}")
+    run = run_extract_ray(ExtractConfig([m], str(store), progress=False), RayOptions(workers=1))
+    named = {f.clip_id: f.error for f in run.report.failures}
+    assert set(named) == {"clip002"}
+    assert f"claimed by another extract still running ({host} {me})" in named["clip002"]
+    assert sorted(open_store(store).group("logmel").clip_ids()) == ["clip000", "clip001", "clip003"]
+    assert pl.read_csv(failures_path(store))["clip_id"].to_list() == ["clip002"]

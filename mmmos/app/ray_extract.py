@@ -65,7 +65,8 @@ class ExtractWorker:
 
     def info(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "device": self.device,
-                "load_failures": self.load_failures, "load_seconds": self.load_seconds}
+                "load_failures": self.load_failures, "load_seconds": self.load_seconds,
+                "groups": [(name, writer.info.key) for name, _, writer, _ in self.stages]}
 
     def run_unit(self, rows: dict[str, str], rescan: bool = False) -> tuple[ExtractReport, int]:
         """Extract what ``rows`` ({clip id: path}) still needs; returns (the unit's report, this pid).
@@ -256,7 +257,7 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
     from mmmos.cache_store import open_store
     from mmmos.extract import modality
     from mmmos.extract.plan import manifest_rows, select_rows
-    from mmmos.extract.runner import text_stage
+    from mmmos.extract.runner import text_stage, unwritten
 
     t_start = time.perf_counter()
     rep = ExtractReport()
@@ -289,6 +290,8 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
         finally:
             prog.close()
             _stop(ray, actors)
+    # a listed clip no unit wrote and none reported (e.g. left to another extract's claim) is named: exit 3
+    unwritten([(name, key, None) for name, key in infos[0]["groups"]], store, rows, rep)
     # Track 1 prompts: few and short, encoded once each by the driver (as a local run does after its audio)
     rep.text = text_stage(full_cfg, store, rows, prompt_of, prompt_problems, _driver_device(cfg.device), rep)
     rep.wall_seconds = time.perf_counter() - t_start
