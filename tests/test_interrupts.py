@@ -85,12 +85,12 @@ def _check_outcome(rc: int, err: str, sig: int, what: str) -> bool:
     return True
 
 
-def _chain(make_cmd, new_folder, seed: int, lo: float, hi: float) -> tuple[list, int]:
-    """20 interrupted runs; returns (the folders used, how many were really interrupted)."""
+def _chain(make_cmd, new_folder, seed: int, lo: float, hi: float, tries: int = TRIES) -> tuple[list, int]:
+    """``tries`` interrupted runs; returns (the folders used, how many were really interrupted)."""
     rng = np.random.default_rng(seed)
     folders = [new_folder(0)]
     hits = 0
-    for i in range(TRIES):
+    for i in range(tries):
         sig = signal.SIGINT if i % 2 == 0 else signal.SIGTERM
         rc, err = _interrupted(make_cmd(folders[-1]), float(rng.uniform(lo, hi)), sig)
         if _check_outcome(rc, err, sig, f"mmmos {make_cmd(folders[-1])[3]}"):
@@ -219,3 +219,46 @@ def test_an_interrupt_swallowed_by_a_callback_is_delivered_again():
         restore_handlers(previous)
     assert "Traceback" not in err.getvalue() and "Exception ignored" not in err.getvalue()
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+# A local Ray instance takes seconds to start, so fewer tries: the point is its daemons.  A terminal's Ctrl-C
+# reaches them too, and before the fix an interrupted `--ray` run left Ray's agents running for good, and a
+# SIGTERM met Ray's own handlers (a stack dump and an abort, or sys.exit(15) with no message).
+RAY_TRIES = 4
+
+
+def _ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ray_available(), reason="ray is not installed")
+def test_ray_extract_stops_at_random_points_and_resumes(corpus, tmp_path):
+    man, files = corpus
+    cmd = lambda s: [*_extract_cmd(man, s), "--ray"]  # noqa: E731
+    folders, hits = _chain(cmd, lambda i: tmp_path / f"z{i}", seed=11, lo=0.5, hi=8.0, tries=RAY_TRIES)
+    assert hits >= RAY_TRIES // 2, f"only {hits} of {RAY_TRIES} signals arrived before the extraction ended"
+    from mmmos.cache_store import open_store
+
+    for store in folders:
+        r = subprocess.run(cmd(store), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        g = open_store(store).group("logmel")
+        assert sorted(g.clip_ids()) == sorted(files) and not g.verify()
+
+
+@pytest.mark.skipif(not _ray_available(), reason="ray is not installed")
+def test_ray_sweep_stops_at_random_points_and_resumes(synth, tmp_path):
+    d, store, sets = synth
+    cmd = lambda run: [*_sweep_cmd(store, sets, run, 1), "--ray"]  # noqa: E731
+    folders, hits = _chain(cmd, lambda i: tmp_path / f"run{i}", seed=12, lo=0.5, hi=8.0, tries=RAY_TRIES)
+    assert hits >= RAY_TRIES // 2, f"only {hits} of {RAY_TRIES} signals arrived before the sweep ended"
+    for run in folders:
+        r = subprocess.run(cmd(run), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        for name in CONFIGS.split(","):
+            assert (run / "configs" / name / "DONE").is_file()

@@ -15,12 +15,14 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
 
 from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
 from mmmos.core.errors import UserError
+from mmmos.core.interrupts import Terminated, service_processes
 
 LOCAL = "local"  # the ``--ray`` value meaning "start a Ray instance on this machine"
 INSTALL_HINT = "pip install 'mmmos[ray]' (or: pip install 'ray[default]')"
@@ -98,6 +100,23 @@ def require_ray():
 
 
 @contextlib.contextmanager
+def _own_sigterm(ray):
+    """While Ray starts, SIGTERM stays this command's (:class:`Terminated`, exit 143): ray.init would set a Python
+    handler calling ``sys.exit(15)`` (which a callback can swallow, leaving the command running) and its C++ core a
+    handler that dumps a stack and aborts."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    setter = getattr(utils, "set_sigterm_handler", None)
+    if setter is not None:
+        utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            utils.set_sigterm_handler = setter
+
+
+@contextlib.contextmanager
 def ray_session(address: str | None):
     """Ray, initialised for the ``with`` block: a local instance (``address`` None) or the cluster at
     ``address``.  An already initialised Ray (e.g. a test's) is used as it is and left running."""
@@ -109,15 +128,24 @@ def ray_session(address: str | None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # a local instance stays on the loopback interface
     local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
-    try:
-        ray.init(address=address, log_to_driver=True, logging_level="WARNING", **local)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = address or "a local instance"
-        raise RayUnavailableError(f"could not start or join Ray ({where}): {str(e).splitlines()[0]}") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    # service_processes: none of a local instance's daemons outlives the command, and the SIGINT/SIGTERM handlers
+    # Ray replaces (in init and again in shutdown) are put back
+    with service_processes() as reinstate_handlers, _own_sigterm(ray):
+        try:
+            ray.init(address=address, log_to_driver=True, logging_level="WARNING", **local)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = address or "a local instance"
+            raise RayUnavailableError(f"could not start or join Ray ({where}): {str(e).splitlines()[0]}") from None
+        except SystemExit as e:
+            if e.code == signal.SIGTERM:  # ray.init's own SIGTERM handler (sys.exit(15)) was in place
+                raise Terminated() from None
+            raise
+        finally:
+            reinstate_handlers()
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 def check_fits(ray, opts: RayOptions, unit: str) -> dict:

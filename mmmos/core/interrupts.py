@@ -124,6 +124,83 @@ def child_ignores_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _children(pid: int) -> set[int]:
+    """Live children of ``pid`` (Linux /proc; empty elsewhere)."""
+    out: set[int] = set()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            out = {int(x) for x in f.read().split()}
+    except OSError:
+        pass
+    return out
+
+
+def _end(pids: set[int], grace: float = 3.0) -> None:
+    """SIGTERM ``pids``, SIGKILL whatever still runs after ``grace`` seconds, and reap them (they are ours)."""
+    import time
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, sig)
+        end = time.monotonic() + wait
+        while pids and time.monotonic() < end:
+            for p in list(pids):
+                with contextlib.suppress(ChildProcessError, OSError):
+                    if os.waitpid(p, os.WNOHANG)[0] == p:
+                        pids.discard(p)
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+@contextlib.contextmanager
+def service_processes():
+    """Run a service that starts daemons of its own (a local Ray instance) inside this block, so that none of its
+    processes outlives the command however it ends.
+
+    * On Linux this process becomes a *child subreaper*: a daemon orphaned when its parent dies (Ray's agents when
+      a terminal's Ctrl-C, sent to the whole process group, kills the raylet) is re-parented here instead of to
+      init; whatever of the service still runs when the block ends is stopped (SIGTERM, then SIGKILL) and reaped.
+    * The service may replace this process's SIGINT/SIGTERM handlers (Ray's C++ core turns SIGTERM into a stack
+      dump and an abort, and resets it when it shuts down): the block's caller puts them back with the function
+      it is given, and they are put back when the block ends."""
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+
+    def reinstate() -> None:
+        for s, h in handlers.items():
+            if h is not None:
+                signal.signal(s, h)
+
+    before = _children(os.getpid())
+    subreaper = False
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError, ImportError):
+            import ctypes
+
+            subreaper = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield reinstate
+    finally:
+        reinstate()
+        with shielded():  # the cleanup itself is not cut short by a second Ctrl-C
+            # stopping a daemon orphans its own children, which re-parent here a moment later: look again
+            for _ in range(5):
+                left = _children(os.getpid()) - before
+                if not left:
+                    break
+                _end(left)
+            if subreaper:
+                with contextlib.suppress(OSError, AttributeError, ImportError):
+                    import ctypes
+
+                    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
 __all__ = ["EXIT_SIGTERM", "Terminated", "child_ignores_interrupts", "exit_status", "install_handlers", "restore_handlers",
-           "shielded",
+           "service_processes", "shielded",
            "starting_children"]
