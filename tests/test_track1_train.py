@@ -301,7 +301,9 @@ def test_jobs_train_runs_in_worker_processes(cache, tmp_path):
     assert RunDir(tmp_path).config("t1-b@sysmi").read_config().config["loss"] == "kl_onehot"
 
 
-def test_clips_without_cached_audio_or_prompt_are_left_out_and_counted(cache, tmp_path):
+def test_clips_without_cached_audio_or_prompt_fail_the_run_unless_allowed(cache, tmp_path):
+    """Issue 20, item 4, for Track 1: a listed clip without cached audio, without a prompt or with an un-encoded
+    prompt fails the run naming it; --allow-missing-clips trains without them, noted and recorded."""
     store, sets = cache
     tr = sets["train"].table.head(24)
     dv = sets["dev"].table.head(12)
@@ -311,17 +313,24 @@ def test_clips_without_cached_audio_or_prompt_are_left_out_and_counted(cache, tm
         .alias("prompt"))
     dv = dv.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("prompt")).alias("prompt"))
     train, dev = LabelSet("train", "t.csv", tr, "t"), LabelSet("dev", "d.csv", dv, "d")
-    res = run_track1_sweep([_cfg("t1-gaps", epochs=1)], str(store), tmp_path, train, dev, [], progress=False)
+    res = run_track1_sweep([_cfg("t1-gaps", epochs=1)], str(store), tmp_path / "r0", train, dev, [], progress=False)
+    err = res["t1-gaps"]["error"]
+    assert "train: 3 of 26 listed clips are missing" in err and "--allow-missing-clips" in err
+    assert all(c in err for c in ("not-cached-1", "not-cached-2", tr["clip_id"][0])), err
+    res = run_track1_sweep([_cfg("t1-gaps", epochs=1, allow_missing_clips=True)], str(store), tmp_path, train, dev,
+                           [], progress=False)
     assert "error" not in res["t1-gaps"], res
     cdir = RunDir(tmp_path).config("t1-gaps")
     rec = cdir.read_config()
     assert (rec.n_train, rec.n_dev) == (23, 11)
     notes = " | ".join(rec.notes)
-    assert "train: 2 of 26 clips have no cached aud frames" in notes
-    assert "train: 1 clips have no prompt or no cached txt tokens" in notes
-    assert "dev: 1 clips have no prompt" in notes
+    assert "train: 3 of 26 clips lack cached aud frames or a prompt with cached txt tokens" in notes
+    assert "dev: 1 of 12 clips lack" in notes
+    assert sorted(rec.extra["dropped_clips"]["train"]) == sorted(["not-cached-1", "not-cached-2", tr["clip_id"][0]])
+    assert rec.extra["dropped_clips"]["dev"] == [dv["clip_id"][1]]
     assert dv["clip_id"][1] not in cdir.read_predictions("dev")["clip_id"].to_list()
     # a dev set with no usable clip fails that run with a clear message; the sweep reports it
     none = LabelSet("dev", "d.csv", dv.with_columns(pl.lit(None, dtype=pl.String).alias("prompt")), "none")
-    res = run_track1_sweep([_cfg("t1-none", epochs=1)], str(store), tmp_path / "r2", train, none, [], progress=False)
+    res = run_track1_sweep([_cfg("t1-none", epochs=1, allow_missing_clips=True)], str(store), tmp_path / "r2", train,
+                           none, [], progress=False)
     assert "no usable dev clips" in res["t1-none"]["error"]

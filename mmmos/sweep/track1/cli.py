@@ -38,6 +38,7 @@ def track1_configs_from_args(a) -> list[Track1Config]:
             if getattr(a, opt, None) is not None:
                 setattr(c, attr, getattr(a, opt))
         c.device = a.device
+        c.allow_missing_clips = bool(getattr(a, "allow_missing_clips", False))
     return cfgs
 
 

@@ -52,6 +52,7 @@ class Track1Config:
     device: str = "cpu"
     threads: int | None = None
     task: str = TASK
+    allow_missing_clips: bool = False   # train without listed clips the cache lacks (noted, ids recorded)
 
     def frame_ids(self, sets: list) -> dict[str, list[str]]:
         """The cache ids this run may read: the listed clips' audio frames, their prompts' token frames."""

@@ -132,8 +132,9 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
     store = open_frames(store_path)  # a path, or the sweep's packed frames (read once per sweep)
     notes: list[str] = []
     t_load = time.perf_counter()
-    tr, bank_tr = load_bank(train, store, cfg, task, True, notes)
-    dv, bank_dv = load_bank(dev, store, cfg, task, True, notes)
+    dropped: dict[str, list[str]] = {}  # set -> clip ids left out under --allow-missing-clips
+    tr, bank_tr = load_bank(train, store, cfg, task, True, notes, dropped)
+    dv, bank_dv = load_bank(dev, store, cfg, task, True, notes, dropped)
     if tr.height < 2:
         raise RuntimeError(f"{cfg.name}: {tr.height} usable training clips (audio + prompt tokens); need at least 2")
     if dv.height < 1:
@@ -167,9 +168,14 @@ def train_track1(cfg: Track1Config, store_path: str, train, dev, evals: list, ou
                             features="track1: raw audio frames + prompt tokens", task=task.name)
         rec = ConfigRecord(config=ck.config_json(), n_train=tr.height, n_dev=dv.height, epochs_run=epochs_run,
                            best_dev_loss=best.figures.get("dev_loss"), t_load=t_load, t_step=t_fit, notes=list(notes),
-                           head_params=head.n_params(), extra=ck.extra())
+                           head_params=head.n_params(),
+                           extra={**ck.extra(), **({"dropped_clips": dropped} if dropped else {})})
         score_sets(ck, head, model, rec, store, [dev, *evals])
         done.append(cdir)
+    if dropped:  # accepted by --allow-missing-clips: said on screen, recorded in config.json
+        print(f"  {cfg.name}: trained without {sum(map(len, dropped.values()))} missing or damaged clips "
+              f"({', '.join(f'{k} {len(v)}' for k, v in dropped.items())}; ids in {dirs[0].config_path})",
+              file=sys.stderr)
     if before_done is not None:
         before_done()
     for cdir in done:  # main last
