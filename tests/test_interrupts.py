@@ -221,6 +221,85 @@ def test_an_interrupt_swallowed_by_a_callback_is_delivered_again():
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_a_signal_during_a_shielded_import_is_raised_after_the_import(tmp_path, monkeypatch):
+    """CI saw a SIGTERM land inside torch's C++ start-up: the handler's exception crossed pybind11 and the process
+    aborted (exit -6).  The import of such a module runs shielded: the module is imported whole, then the signal
+    is raised in ordinary code."""
+    from mmmos.core import interrupts
+
+    (tmp_path / "slowmod_t.py").write_text(
+        "import os, signal, builtins\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "for _ in range(200000): pass  # the handler would run here, mid-import, without the shield\n"
+        "builtins._slowmod_t_done = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(interrupts._ShieldedImport, "names", frozenset({"slowmod_t"}))
+    previous = interrupts.install_handlers()
+    try:
+        with pytest.raises(interrupts.Terminated):
+            import slowmod_t  # noqa: F401
+        import builtins
+
+        assert getattr(builtins, "_slowmod_t_done", False), "the import was cut short"
+        del builtins._slowmod_t_done
+    finally:
+        interrupts.restore_handlers(previous)
+        sys.modules.pop("slowmod_t", None)
+    assert interrupts._SHIELDED_IMPORT not in sys.meta_path  # restore_handlers takes the hook out again
+
+
+def test_sigterm_reraised_as_a_plain_keyboard_interrupt_still_exits_143():
+    """Ray's ray.get/ray.wait catch the handler's Terminated and raise a plain KeyboardInterrupt in its place (CI:
+    exit 130 after SIGTERM); the exit status follows the signal that came, not the exception's class."""
+    from mmmos.core.interrupts import exit_status, install_handlers, restore_handlers
+
+    def ray_like_wait():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt() from None
+
+    previous = install_handlers()
+    try:
+        with pytest.raises(KeyboardInterrupt) as got:
+            ray_like_wait()
+        assert type(got.value) is KeyboardInterrupt and exit_status(got.value) == 143
+        with pytest.raises(KeyboardInterrupt) as got:  # a Ctrl-C afterwards is a Ctrl-C again
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        assert exit_status(got.value) == 130
+    finally:
+        restore_handlers(previous)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_children_of_every_thread_are_found():
+    """A child belongs to the thread that started it (Ray starts daemons from its own threads); the cleanup that
+    stops a service's leftovers must see them (CI: two processes outlived an interrupted `extract --ray`)."""
+    import threading
+
+    from mmmos.core.interrupts import _children
+
+    box, started, stop = [], threading.Event(), threading.Event()
+
+    def start_and_stay():  # the thread lives on: a dead thread's children pass to the main thread
+        box.append(subprocess.Popen(["sleep", "30"]))
+        started.set()
+        stop.wait(30)
+
+    t = threading.Thread(target=start_and_stay)
+    t.start()
+    started.wait(10)
+    try:
+        assert box[0].pid in _children(os.getpid())
+    finally:
+        stop.set()
+        t.join()
+        box[0].kill()
+        box[0].wait()
+
+
 # -- Ray ---------------------------------------------------------------------------------------------------
 # A local Ray instance takes seconds to start, so fewer tries: the point is its daemons.  A terminal's Ctrl-C
 # reaches them too, and before the fix an interrupted `--ray` run left Ray's agents running for good, and a

@@ -5,6 +5,11 @@
   CLI exits 130 (Ctrl-C) or 143 (SIGTERM, 128 + 15) with one line and no traceback.
 * :func:`shielded` holds both signals back during a short step that must not be cut in half (stopping worker
   processes): a signal that arrives meanwhile is delivered when the step ends, so the step still completes.
+* Importing torch is shielded too (:class:`_ShieldedImport`): its C++ start-up runs Python code, and an
+  exception raised there by a signal handler crosses pybind11 and aborts the process (exit -6, "terminate called
+  after throwing an instance of 'pybind11::error_already_set'").
+* Code that catches an interrupt and raises a plain ``KeyboardInterrupt`` in its place (Ray's ``ray.get`` and
+  ``ray.wait`` do) does not turn a SIGTERM into a Ctrl-C: :func:`exit_status` asks which signal came last.
 * :func:`starting_children` / :func:`child_ignores_interrupts`: worker processes ignore SIGINT.  A terminal's
   Ctrl-C reaches the whole process group, and a worker that died of it on its own would print a traceback and
   leave the parent waiting for a result that never comes; the parent decides when its workers stop (SIGTERM).
@@ -24,8 +29,61 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (raised in the main thread, like Ctrl-C's KeyboardInterrupt)."""
 
 
+_state = {"last": None, "depth": 0}  # the last signal a handler here took; how deep in shielded() blocks we are
+
+
 def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    _state["last"] = signal.SIGTERM
     raise Terminated()
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    _state["last"] = signal.SIGINT
+    raise KeyboardInterrupt()
+
+
+class _ShieldedImport:
+    """``sys.meta_path`` entry: the first import of a module named in :attr:`names` runs inside :func:`shielded`
+    (in the main thread), so a signal that arrives meanwhile is raised when the import has finished, in Python
+    code, instead of inside the module's C++ start-up."""
+
+    names = frozenset({"torch"})
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.names or threading.current_thread() is not threading.main_thread():
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _ShieldedLoader(spec.loader)
+                return spec
+        return None
+
+
+class _ShieldedLoader:
+    """Wraps a module's loader for the time of its import only (:class:`_ShieldedImport`)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self._inner  # the module keeps its real loader (introspection, resources)
+        if getattr(module, "__spec__", None) is not None:
+            module.__spec__.loader = self._inner
+        with shielded():
+            self._inner.exec_module(module)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+_SHIELDED_IMPORT = _ShieldedImport()
 
 
 def _redeliver_swallowed(hook_args) -> None:
@@ -52,6 +110,11 @@ def install_handlers():
     handler (for :func:`restore_handlers`)."""
     if threading.current_thread() is threading.main_thread():
         sys.unraisablehook = _redeliver_swallowed
+        _state["last"] = None
+        if _SHIELDED_IMPORT not in sys.meta_path:
+            sys.meta_path.insert(0, _SHIELDED_IMPORT)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _raise_interrupt)
         return signal.signal(signal.SIGTERM, _raise_terminated)
     return None
 
@@ -61,6 +124,10 @@ def restore_handlers(previous) -> None:
     and forget any interrupt CPython remembered as unhandled (:func:`_forget_escaped_interrupt`)."""
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGINT) is _raise_interrupt:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_SHIELDED_IMPORT)
         sys.unraisablehook = _default_unraisablehook
     _forget_escaped_interrupt()
 
@@ -79,26 +146,31 @@ def _forget_escaped_interrupt() -> None:
 
 
 def exit_status(e: KeyboardInterrupt) -> int:
-    """130 for Ctrl-C, 143 for SIGTERM."""
-    return EXIT_SIGTERM if isinstance(e, Terminated) else 130
+    """130 for Ctrl-C, 143 for SIGTERM: a :class:`Terminated`, or a plain ``KeyboardInterrupt`` that code in between
+    raised in place of the SIGTERM the handler here took last."""
+    return EXIT_SIGTERM if isinstance(e, Terminated) or _state["last"] == signal.SIGTERM else 130
 
 
 @contextlib.contextmanager
 def shielded():
-    """Defer SIGINT/SIGTERM until the ``with`` block ends, then deliver the first one that came."""
-    if threading.current_thread() is not threading.main_thread():
+    """Defer SIGINT/SIGTERM until the ``with`` block ends, then deliver the first one that came.  A block inside
+    another leaves the signals to the outer one (which delivers them when *it* ends)."""
+    if threading.current_thread() is not threading.main_thread() or _state["depth"]:
         yield
         return
     got: list[int] = []
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old:
         signal.signal(s, lambda signum, frame: got.append(signum))
+    _state["depth"] += 1
     try:
         yield
     finally:
+        _state["depth"] -= 1
         for s, h in old.items():
             signal.signal(s, h)
         if got:
+            _state["last"] = got[0]
             raise Terminated() if got[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -113,8 +185,11 @@ def starting_children():
         yield
         return
     with shielded():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # shielded() puts the real handler back
-        yield
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def child_ignores_interrupts() -> None:
@@ -128,13 +203,20 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 def _children(pid: int) -> set[int]:
-    """Live children of ``pid`` (Linux /proc; empty elsewhere)."""
+    """Live children of ``pid`` (Linux /proc; empty elsewhere), those of all its threads: a child belongs to the
+    thread that started it (Ray starts processes from threads of its own), and an orphan is handed to a subreaper's
+    thread, not always the main one."""
     out: set[int] = set()
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            out = {int(x) for x in f.read().split()}
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        pass
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out |= {int(x) for x in f.read().split()}
+        except OSError:
+            pass
     return out
 
 
