@@ -198,7 +198,9 @@ class GroupWriter:
     """Adds clips to one encoder group.  Each clip becomes visible atomically.
 
     ``claim(ids)`` before encoding returns the ids this writer may write (others are being or were just
-    written by a concurrent writer).  ``committed`` lists the clip ids this writer made durable."""
+    written by a concurrent writer).  ``committed`` lists the clip ids this writer made durable.  ``computed``
+    (set by the extraction that owns the writer) is recorded with every clip it writes: device, batch size,
+    threads and precision (:class:`~cache_store.records.ClipInfo`)."""
 
     def __init__(self, root: Path, info: EncoderInfo):
         self.root = root
@@ -206,6 +208,7 @@ class GroupWriter:
         self.claims = Claims(root)
         self.t_open = time.time()
         self.committed: list[str] = []
+        self.computed: dict | None = None
 
     def write(self, clip_id: str, frames: np.ndarray, path: str | None, duration: float, source=None,
               replace: bool = False) -> None:  # pragma: no cover - abstract

@@ -167,7 +167,7 @@ class Writer(GroupWriter):
         key = clip_key(clip_id)
         if key in f["clips"]:
             return False
-        attrs = clip_attributes(clip_id, path, duration, data, source)
+        attrs = clip_attributes(clip_id, path, duration, data, source, self.computed)
         try:
             ds = f["clips"].create_dataset(
                 key, data=data, chunks=(min(len(data), chunk_frames(data.shape[1], data.itemsize)), data.shape[1]),

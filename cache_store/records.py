@@ -87,6 +87,10 @@ class ClipInfo:
     n_frames: int
     source: SourceId | None = None  # None: written before sources were recorded (unverified)
     frames_crc32: int | None = None
+    # how the frames were computed: {"device", "batch_size", "threads", "precision"} (None: not recorded).  The
+    # batch policy changes frames only at the store's rounding (README "Reliability"), so it is recorded per clip
+    # rather than splitting the cache by it.
+    computed: dict | None = None
 
 
 def clip_key(clip_id: str) -> str:
@@ -119,11 +123,13 @@ def _canonical(attrs: dict) -> bytes:
 
 
 def clip_attributes(clip_id: str, path: str | None, duration: float, frames: np.ndarray,
-                    source: SourceId | dict | None) -> dict:
+                    source: SourceId | dict | None, computed: dict | None = None) -> dict:
     """The attributes a backend stores with a clip, sealed by ``meta_crc32``."""
     src = source.to_json() if isinstance(source, SourceId) else source
     attrs = {"clip_id": clip_id, "path": path, "duration": float(duration), "n_frames": int(frames.shape[0]),
              "source": src, "frames_crc32": frames_crc32(frames)}
+    if computed:
+        attrs["computed"] = dict(computed)
     attrs["meta_crc32"] = zlib.crc32(_canonical(attrs))
     return attrs
 
@@ -137,7 +143,8 @@ def clip_from_attributes(attrs: dict, key: str, dim: int, shape: tuple | None) -
         raise ValueError(f"metadata names clip {cid!r}, which does not belong under key {key!r}")
     info = ClipInfo(cid, None if attrs.get("path") in (None, "") else str(attrs["path"]), float(attrs["duration"]),
                     int(attrs["n_frames"]), SourceId.from_json(attrs.get("source")),
-                    None if attrs.get("frames_crc32") is None else int(attrs["frames_crc32"]))
+                    None if attrs.get("frames_crc32") is None else int(attrs["frames_crc32"]),
+                    attrs.get("computed") if isinstance(attrs.get("computed"), dict) else None)
     if shape is not None and (len(shape) != 2 or int(shape[0]) != info.n_frames or int(shape[1]) != dim):
         raise ValueError(f"stored shape {tuple(shape)} does not match n_frames {info.n_frames} x dim {dim}")
     return info

@@ -161,7 +161,7 @@ class Writer(GroupWriter):
             str(tmp), shape=data.shape, dtype=data.dtype, chunks=(chunk_frames(data.shape[1], data.itemsize), data.shape[1]),
             compressors=[zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec()],
             config={"write_empty_chunks": True},  # a missing chunk must mean damage, never "all zeros"
-            attributes=clip_attributes(clip_id, path, duration, data, source))
+            attributes=clip_attributes(clip_id, path, duration, data, source, self.computed))
         arr[:] = data
         if final.exists():
             if not replace and self._valid(final, key):  # written meanwhile by another worker

@@ -59,6 +59,14 @@ def _is_oom(e: BaseException) -> bool:
     return type(e).__name__ == "OutOfMemoryError"  # torch.cuda.OutOfMemoryError, without importing torch
 
 
+def compute_policy(enc, batch_size: int, precision: str) -> dict:
+    """How this run computes an encoder's frames: device, batch size, math threads, precision."""
+    import torch
+
+    return {"device": str(getattr(enc, "device", "cpu")), "batch_size": int(batch_size),
+            "threads": int(torch.get_num_threads()), "precision": str(precision)}
+
+
 def embed_many(enc: FrameEncoder, waves: dict[str, np.ndarray], batch_size: int, precision: str = "fp32",
                on_error=None) -> dict[str, np.ndarray]:
     """Frames for several clips, batching encoder inputs of identical shape across clips.
@@ -161,6 +169,8 @@ class Pipeline:
         self.batch_size, self.overlap, self.decode_workers = feed.batch_size, feed.overlap, feed.decode_workers
         self.rates = sorted({s.enc.sample_rate for s in stages})
         self.todo = {s.name: set(s.plan.todo) for s in stages}
+        for s in stages:  # the batch policy, recorded with every clip written (README "Reliability")
+            s.writer.computed = compute_policy(s.enc, self.batch_size, s.precision)
         self._werr: list = []
 
     # -- steps -----------------------------------------------------------------------

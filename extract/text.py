@@ -89,7 +89,10 @@ def _encode(enc, texts: list[str], on_error) -> tuple[list, int]:
 def encode_prompts(name: str, enc, group: EncoderGroup, writer: GroupWriter, prompts: dict[str, str],
                    rep: ExtractReport, batch: int = TEXT_BATCH) -> TextResult:
     """Encode the prompts of ``prompts`` ({key: text}) not cached in ``group`` and write them through ``writer``."""
+    from .pipeline import compute_policy
+
     res = TextResult(name, writer.info.key, distinct=len(prompts))
+    writer.computed = compute_policy(enc, batch, "fp32")  # prompts are padded per batch: the policy is recorded
     todo, replace = plan_prompts(group, list(prompts))
     res.reused = len(prompts) - len(todo)
     mine = writer.claim(todo) if todo else []

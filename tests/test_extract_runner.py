@@ -127,6 +127,35 @@ def test_background_threads_and_decode_pool_give_the_same_cache(bad_corpus, tmp_
             np.testing.assert_array_equal(a.read(cid), b.read(cid))
 
 
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_each_clip_records_how_it_was_computed(bad_corpus, tmp_path, backend, capsys):
+    """The batch policy (device, batch size, threads, precision) is recorded with every clip, sealed by its
+    metadata checksum, and `mmmos cache` lists the policies a group holds with their clip counts."""
+    import json
+
+    import torch
+
+    from cache_store.records import clip_attributes, clip_from_attributes, clip_key
+    from mmmos.app.cli import main
+
+    _, man = bad_corpus
+    store = tmp_path / "c"
+    for bs in (1, 4):  # the second run repairs nothing: only a re-extraction with --replace would mix policies
+        run_extract(ExtractConfig(manifests=[man], store=str(store), encoders=["logmel"], backend=backend,
+                                  batch_size=bs, progress=False, device="cpu"))
+    g = open_store(store).group("logmel")
+    want = {"device": "cpu", "batch_size": 1, "threads": torch.get_num_threads(), "precision": "fp32"}
+    assert {json.dumps(g.index[c].computed, sort_keys=True) for c in g.clip_ids()} == {json.dumps(want, sort_keys=True)}
+    assert main(["cache", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert (f"computed on cpu, batch 1, {want['threads']} thread(s), fp32: {len(GOOD)} clips") in out
+    # sealed: a changed policy fails the metadata check like any other altered attribute
+    attrs = clip_attributes("x", None, 1.0, np.zeros((3, 2), np.float16), None, want)
+    attrs["computed"] = dict(want, batch_size=8)
+    with pytest.raises(ValueError, match="meta_crc32"):
+        clip_from_attributes(attrs, clip_key("x"), 2, (3, 2))
+
+
 def test_resume_skips_done_clips(bad_corpus, tmp_path):
     _, man = bad_corpus
     cfg = ExtractConfig(manifests=[man], store=str(tmp_path / "c"), encoders=["logmel"], progress=False)

@@ -18,6 +18,19 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--verify", action="store_true", help="read every clip and list damaged ones (exit 3 if any)")
 
 
+def policy_lines(clips) -> list[str]:
+    """How a group's clips were computed (device, batch size, threads, precision), one line per policy with its
+    clip count; clips written before the policy was recorded are counted as such."""
+    counts: dict[str, int] = {}
+    for c in clips:
+        p = c.computed
+        key = ("computed on {device}, batch {batch_size}, {threads} thread(s), {precision}".format(
+            **{k: p.get(k, "?") for k in ("device", "batch_size", "threads", "precision")})
+            if p else "computed how: not recorded (written by an older mmmos)")
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{k}: {n} clips" for k, n in sorted(counts.items())]
+
+
 def run_cli(a: argparse.Namespace) -> int:
     from mmmos.cache_store import open_store
 
@@ -32,6 +45,8 @@ def run_cli(a: argparse.Namespace) -> int:
         print(f"  {info.key:28s} {len(g):6d} clips  {dur:9.1f} s  {frames:9d} frames  dim {info.dim}  "
               f"{info.frame_rate:g} Hz  {info.dtype}  sha256 {str(info.identity.get('sha256'))[:12]}"
               + (f"  ({unverified} without recorded source)" if unverified else ""))
+        for line in policy_lines(g.index.values()):
+            print(f"    {line}")
         if a.verify:
             damage[info.key] = g.verify()
     for d in st.damaged_encoders():  # one encoder's damaged record: that encoder only, named
