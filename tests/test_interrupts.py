@@ -341,3 +341,38 @@ def test_ray_sweep_stops_at_random_points_and_resumes(synth, tmp_path):
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
         for name in CONFIGS.split(","):
             assert (run / "configs" / name / "DONE").is_file()
+
+
+_SHUTDOWN_PROBE = """
+import threading, time
+from mmmos.core.interrupts import install_handlers
+install_handlers()
+from mmmos.app.ray_cluster import ray_session
+samples, stop = [], threading.Event()
+def poll():  # the SIGTERM disposition as the kernel sees it (Ray's C++ changes it behind Python's back)
+    while not stop.is_set():
+        status = open("/proc/self/status").read()
+        caught = int([l for l in status.splitlines() if l.startswith("SigCgt")][0].split()[1], 16) >> 14 & 1
+        samples.append(caught)
+        time.sleep(0.001)
+with ray_session(None) as ray:
+    ray.get(ray.remote(lambda: 1).remote())
+    t = threading.Thread(target=poll)
+    t.start()
+stop.set()
+t.join()
+print(len(samples), samples.count(0))
+"""
+
+
+@pytest.mark.skipif(not _ray_available(), reason="ray is not installed")
+def test_ray_shutdown_keeps_sigterm_handled():
+    """Ray's core worker puts SIGTERM back to its default action as it stops, and stopping its daemons then takes
+    about a second: a SIGTERM in that window killed the command before it stopped them (CI: two processes outlived
+    an interrupted `extract --ray`).  The handlers are put back before the daemons are stopped: the default action
+    is in place for a few milliseconds at most (sampled every millisecond; about a thousand samples before)."""
+    r = subprocess.run([sys.executable, "-c", _SHUTDOWN_PROBE], capture_output=True, text=True, timeout=120,
+                       start_new_session=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n, default = map(int, r.stdout.split()[-2:])
+    assert n >= 50 and default <= 20, (n, default)

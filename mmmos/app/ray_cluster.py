@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
 from mmmos.core.errors import UserError
-from mmmos.core.interrupts import Terminated, service_processes
+from mmmos.core.interrupts import Terminated, service_processes, shielded
 
 LOCAL = "local"  # the ``--ray`` value meaning "start a Ray instance on this machine"
 INSTALL_HINT = "pip install 'mmmos[ray]' (or: pip install 'ray[default]')"
@@ -145,7 +145,28 @@ def ray_session(address: str | None):
         try:
             yield ray
         finally:
-            ray.shutdown()
+            _shut_down(ray)
+
+
+def _shut_down(ray) -> None:
+    """``ray.shutdown()`` without a window where SIGTERM ends the command at once: Ray's core worker puts SIGTERM
+    back to its default action as it stops, and a SIGTERM then (Ray stopping its daemons takes about a second)
+    would kill the command before it stops what is left, leaving daemons running.  The shutdown runs shielded, the
+    shield's handlers are put back before Ray stops its daemons, and a signal that came meanwhile is delivered when
+    the shutdown is done."""
+    with shielded():
+        held = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+        kill = getattr(node, "kill_all_processes", None)
+        if kill is not None:
+            def kill_with_handlers(*args, **kwargs):
+                for s, h in held.items():  # always: Python's own record of the handler does not see Ray's change
+                    if h is not None:
+                        signal.signal(s, h)
+                return kill(*args, **kwargs)
+
+            node.kill_all_processes = kill_with_handlers
+        ray.shutdown()
 
 
 def check_fits(ray, opts: RayOptions, unit: str) -> dict:
