@@ -8,6 +8,7 @@ as the cache cases in :mod:`bench.faults`.
 * tampered_model_file - a flipped byte in an exported model's ``members/*.pt``; repair: re-export;
 * interrupt_sweep / interrupt_extract - SIGINT to the process group (as Ctrl-C) or SIGTERM mid-run; repair:
   re-run (resumes); also checks that no worker process is left and no traceback printed;
+* interrupt_extract_ray - SIGTERM to ``extract --ray`` mid-run: exit 143 and none of Ray's daemons left;
 * corrupt_encoder_metadata - one encoder's ``encoder.json`` truncated; the other encoder must stay usable;
   repair: ``extract``;
 * damaged_clip_in_sweep - a training clip's ``zarr.json`` deleted; the sweep must fail naming it (exit 3);
@@ -219,6 +220,27 @@ def interrupt_extract(work: Path) -> dict:
                 r.returncode == 0 and clean and not lost, lost, wrong)
 
 
+def interrupt_extract_ray(work: Path) -> dict:
+    """SIGTERM to ``extract --ray`` mid-run: exit 143, no traceback, none of Ray's daemons left; a re-run (also on
+    Ray) completes the store.  Skipped (a row saying so) where Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return _row("interrupt_extract_ray (skipped: ray not installed)", [], True, True)
+    man, _, _, files = _corpus(work / "audio", 40)
+    store = work / "cache.zarr"
+    cmd = [*_extract_cmd(man, store), "--ray"]
+    rc, err, left = _interrupt(cmd, lambda: len(list(store.glob("encoders/*/clips/*"))) >= 5, signal.SIGTERM)
+    detected = rc == 143 and "Traceback" not in err and not left
+    r = _run(cmd)
+    lost, wrong = silently_wrong(store, files)
+    from mmmos.cache_store import open_store
+
+    clean = not any(open_store(store).verify().values())
+    return _row("interrupt_extract_ray (SIGTERM)", [f"{len(files)} clips"], detected,
+                r.returncode == 0 and clean and not lost, lost, wrong)
+
+
 def corrupt_encoder_metadata(work: Path) -> dict:
     from mmmos.cache_store import CacheError, open_store
 
@@ -282,7 +304,7 @@ def reused_pid_claim(work: Path) -> dict:
                 r.returncode == 0 and not lost, lost, wrong)
 
 
-CASES = [tampered_model_file, interrupt_sweep_jobs1, interrupt_sweep_jobs2, interrupt_extract,
+CASES = [tampered_model_file, interrupt_sweep_jobs1, interrupt_sweep_jobs2, interrupt_extract, interrupt_extract_ray,
          corrupt_encoder_metadata, damaged_clip_in_sweep, reused_pid_claim]
 
 
