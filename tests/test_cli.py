@@ -81,6 +81,17 @@ def test_outcomes_map_to_exit_statuses(fake_run, run_cli):
     assert run_cli(["demo-data"])[0] == 0
 
 
+def test_an_interrupt_while_the_command_loads_prints_the_same_line(monkeypatch, run_cli):
+    """A Ctrl-C or SIGTERM while the sub-command's modules are imported (building its parser) ends it with the
+    same one line and status as one during its work (CI saw exit 130 with nothing printed)."""
+    from mmmos.core.interrupts import Terminated
+
+    for exc, rc_want, word in ((KeyboardInterrupt(), 130, "interrupted"), (Terminated(), 143, "terminated")):
+        monkeypatch.setattr(cli, "build_parser", lambda command, exc=exc: (_ for _ in ()).throw(exc))
+        rc, _, err = run_cli(["extract", "--store", "x"])
+        assert rc == rc_want and err.strip() == f"mmmos extract: {word}; finished work is kept (re-run to resume)"
+
+
 def test_debug_flag_is_taken_anywhere_and_not_passed_on(fake_run, run_cli):
     seen = []
     fake_run(lambda args: seen.append(vars(args)) or 0)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -110,6 +112,14 @@ def _fail(command: str | None, message: str) -> None:
     print(f"{where}: error: {message}", file=sys.stderr, flush=True)
 
 
+def _interrupted(command: str | None, e: KeyboardInterrupt) -> int:
+    """The one line an interrupted command prints, and its exit status (130 Ctrl-C, 143 SIGTERM)."""
+    how = "terminated" if exit_status(e) != EXIT_INTERRUPTED else "interrupted"
+    where = f"{PROG} {command}" if command else PROG
+    print(f"\n{where}: {how}; finished work is kept (re-run to resume)", file=sys.stderr, flush=True)
+    return exit_status(e)
+
+
 def _run(args: argparse.Namespace, command: str, debug: bool) -> int:
     """Run the parsed command and turn every outcome into an exit status (see the module doc)."""
     try:
@@ -122,10 +132,7 @@ def _run(args: argparse.Namespace, command: str, debug: bool) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (mmmos.core.interrupts.Terminated)
         if debug:
             traceback.print_exc()
-        how = "terminated" if exit_status(e) != EXIT_INTERRUPTED else "interrupted"
-        print(f"\n{PROG} {command}: {how}; finished work is kept (re-run to resume)", file=sys.stderr,
-              flush=True)
-        return exit_status(e)
+        return _interrupted(command, e)
     except SystemExit as e:  # code that still exits with a message instead of raising UserError
         if isinstance(e.code, str):
             if debug:
@@ -147,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(list(sys.argv[1:] if argv is None else argv))
     finally:
         restore_handlers(previous)
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # the process is only exiting now: a Ctrl-C during the interpreter's shutdown (atexit hooks) would
+            # print a traceback from there; its default action ends the process quietly instead
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _main(argv: list[str]) -> int:
@@ -162,8 +173,8 @@ def _main(argv: list[str]) -> int:
         return EXIT_USER
     except SystemExit as e:  # --help / --version
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USER
-    except KeyboardInterrupt as e:
-        return exit_status(e)
+    except KeyboardInterrupt as e:  # while the sub-command's modules were imported: the same one line
+        return _interrupted(command, e)
     return _run(args, args.command, debug)
 
 
