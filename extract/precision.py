@@ -200,6 +200,12 @@ def _cast_tree(x, dtype):
     return x
 
 
+def cast_input(module, dtype) -> None:
+    """Cast ``module``'s floating positional inputs to ``dtype``: the entry of a part kept in fp32 inside the
+    reduced-precision rest of a model."""
+    module.register_forward_pre_hook(lambda _m, args: tuple(_cast_tree(a, dtype) for a in args))
+
+
 def cast_output(module, dtype) -> None:
     """Cast ``module``'s floating outputs (tensor, or tuple/list of them) to ``dtype``: the boundary
     between an fp32 part and the reduced-precision rest of a model."""
@@ -207,5 +213,5 @@ def cast_output(module, dtype) -> None:
 
 
 __all__ = ["CPU_BF16_ENV", "PRECISIONS", "PrecisionError", "REDUCED", "cache_key", "cast_except",
-           "cast_output", "cpu_bf16_native", "cpu_bf16_policy", "prepare_encoder", "resolve_precision",
+           "cast_input", "cast_output", "cpu_bf16_native", "cpu_bf16_policy", "prepare_encoder", "resolve_precision",
            "torch_dtype"]

@@ -64,10 +64,11 @@ def test_wavlm_front_end_stays_fp32_and_bit_identical(weights):
     assert all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
     assert enc.model.feature_extractor.conv_layers[1].conv.weight.dtype == torch.bfloat16
     assert enc.model.encoder.layers[0].attention.q_proj.weight.dtype == torch.bfloat16
-    # weight norm folded into a plain weight (no per-call recomputation) equal to the fp32 model's effective one
+    # weight norm folded into a plain weight (no per-call recomputation) equal to the fp32 model's effective one;
+    # the positional conv stays fp32 (oneDNN's bf16 grouped conv is wrong on AMX CPUs for few channels per group)
     conv = enc.model.encoder.pos_conv_embed.conv
     assert not torch.nn.utils.parametrize.is_parametrized(conv)
-    assert torch.equal(conv.weight, ref.model.encoder.pos_conv_embed.conv.weight.to(torch.bfloat16))
+    assert torch.equal(conv.weight, ref.model.encoder.pos_conv_embed.conv.weight)
 
 
 def test_muq_keeps_rotary_frequencies_and_front_end_fp32(weights):

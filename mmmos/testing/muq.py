@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from mmmos.extract.muq_encoder import MUQ_LARGE_STAT, build_model
+from mmmos.testing.wavlm import seeded_build
 
 
 def _w2v2_dict(size: str) -> dict:
@@ -75,7 +76,7 @@ def write_random_checkpoint(out_dir, size: str = "tiny", seed: int = 0) -> Path:
     from safetensors.torch import save_file
 
     cfg_dict = muq_config_dict(size)
-    model = build_model(MuQConfig(**cfg_dict))
+    model = seeded_build(seed, lambda: build_model(MuQConfig(**cfg_dict)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg_dict, indent=2))
@@ -90,7 +91,7 @@ def random_encoder(size: str = "tiny", seed: int = 0, device: str = "cpu"):
     from mmmos.extract.muq_encoder import MAX_CHUNK_SECONDS, MuQEncoder
 
     cfg = MuQConfig(**muq_config_dict(size))
-    model = build_model(cfg)
+    model = seeded_build(seed, lambda: build_model(cfg))
     model.load_state_dict(random_state(model, seed), strict=True)
     model.eval().requires_grad_(False).to(device)
     return MuQEncoder(model, cfg, device=device, weights=None, dtype="float32", chunk_seconds=MAX_CHUNK_SECONDS,

@@ -21,6 +21,17 @@ TINY = dict(BASE_PLUS, hidden_size=32, num_hidden_layers=2, num_attention_heads=
             conv_dim=(16,) * 7)
 
 
+def seeded_build(seed: int, build):
+    """``build()`` with the global torch RNG seeded (and the caller's RNG left alone): the random state below
+    perturbs the model's own initial values, which must not depend on what the process drew before (a forward
+    pass or another model built earlier changed them, and two "seed=3" models differed)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def random_state(model, seed: int) -> dict:
     """The model's state dict with every float tensor redrawn (norm gains near 1, small
     biases), so that any key mix-up changes the outputs."""
@@ -52,7 +63,7 @@ def _random_model(size: str, seed: int):
     if size not in ("tiny", "full"):
         raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
     config = WavLMConfig(**(TINY if size == "tiny" else BASE_PLUS))
-    model = _build(config)
+    model = seeded_build(seed, lambda: _build(config))
     sd = random_state(model, seed)
     if config.conv_dim[-1] == config.hidden_size:
         # unilm has no projection when widths agree: make it the identity it stands for
