@@ -141,7 +141,7 @@ class Track1Predictor:
         """The model folder's predictor.  With ``cache`` (a frame cache), audio frames of the same audio bytes
         and prompt tokens of the same text encoder are read from it as Track 2's ``--cache`` does; an encoder
         whose weights are unavailable is an error only for what the cache lacks."""
-        from mmmos.heads import build_head_from_config
+        from mmmos.heads import rebuild
 
         spec = load_spec(model_dir)
         members = []
@@ -149,12 +149,10 @@ class Track1Predictor:
             if len(m.encoder_keys) != 2:
                 raise PredictorError(f"member {m.name}: a Track 1 member needs [audio, text] encoders, "
                                      f"got {m.encoder_keys}")
-            head = build_head_from_config(m.head_config)
             try:
-                head.load_state_dict(torch_load(Path(model_dir) / m.file), strict=True)
+                head = rebuild(m.head_config, torch_load(Path(model_dir) / m.file))
             except RuntimeError as e:
                 raise PredictorError(f"{Path(model_dir) / m.file}: weights do not fit the head: {e}") from e
-            head.eval()
             members.append(_T1Member(m.name, head, head.output_kind, m.encoder_keys[0], m.encoder_keys[1],
                                      m.crop_seconds))
         audio_keys = {m.audio_key for m in members}
@@ -200,12 +198,15 @@ class Track1Predictor:
         """(scores, distribution or None, windows of the first member) from stored-dtype audio frames."""
         import torch
 
-        from mmmos.sweep.track1.predict import distributions, predict_logits, scores_of
+        from mmmos.cache_store.windows import Track1Bank
+        from mmmos.heads import predict_logits
+        from mmmos.losses.distribution import distributions, scores_of
 
         scores, dists, per_member, n_win = [], [], [], 0
         for m in self.members:
             info = self.audio.infos[m.audio_key]
-            bank = ArrayBank(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate, m.crop_seconds)
+            bank = Track1Bank.from_arrays(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate,
+                                          m.crop_seconds)
             logits = predict_logits(m.head, bank, 16, torch)
             n_win = n_win or len(bank.eval_windows(0))
             scores.append(scores_of(logits, m.output, self.task.lo, self.task.hi)[0])
@@ -305,28 +306,6 @@ def prompted_table(results: Sequence[PromptedResult], axes: Sequence[str], distr
     schema = {"path": pl.Utf8, "clip_id": pl.Utf8, "prompt": pl.Utf8, **{a: pl.Float64 for a in axes},
               **{c: pl.Float64 for c in bins}, "duration": pl.Float64, "n_windows": pl.Int64, "error": pl.Utf8}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-
-
-def _bank_class():
-    from mmmos.sweep.track1.bank import Track1Bank
-
-    class _ArrayBank(Track1Bank):
-        """A one-clip :class:`Track1Bank` over arrays (the sweep's windows and batching, unchanged)."""
-
-        def __init__(self, audio: np.ndarray, tokens: np.ndarray, rate: float, crop_seconds: float):
-            self.clip_ids = ["clip"]
-            self.rate = float(rate)
-            self.crop_frames = max(1, int(round(crop_seconds * self.rate)))
-            self.audio = [np.asarray(audio, np.float16)]
-            self.text = {"p": np.asarray(tokens, np.float16)}
-            self.text_of = ["p"]
-            self.audio_dim, self.text_dim = int(audio.shape[1]), int(tokens.shape[1])
-
-    return _ArrayBank
-
-
-def ArrayBank(audio, tokens, rate, crop_seconds):  # noqa: N802 - a class built lazily (torch-free import)
-    return _bank_class()(audio, tokens, rate, crop_seconds)
 
 
 __all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "has_prompts",
