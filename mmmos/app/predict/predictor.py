@@ -86,7 +86,14 @@ class Predictor:
         members' training crop.  ``precision`` (auto, fp32, fp16, bf16) is resolved per encoder as
         ``mmmos extract --precision`` does.  With ``cache``, an encoder whose weights are unavailable is an error only
         for clips not in the cache."""
-        spec = load_spec(model_dir)
+        return cls.from_spec(load_spec(model_dir), model_dir, weights, device, cache=cache, window=window, hop=hop,
+                             batch_size=batch_size, precision=precision)
+
+    @classmethod
+    def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
+                  device: str | None = None, *, cache: str | os.PathLike | None = None, window: float | None = None,
+                  hop: float | None = None, batch_size: int = 8, precision: str = "auto") -> "Predictor":
+        """The predictor of an already read and checked ``spec`` of folder ``model_dir`` (see :meth:`load`)."""
         task = get_task(spec.task)
         members = load_members(spec, model_dir, task.score_range)
         resolve_window([m.crop_seconds for m in members], window, hop)  # bad options fail before encoders load

@@ -68,12 +68,6 @@ class _T1Member:
     crop_seconds: float
 
 
-def has_prompts(task: Task) -> bool:
-    from mmmos.core.manifests.prompted import has_prompts as hp
-
-    return hp(task)
-
-
 def expand_prompted_inputs(inputs: Sequence[str], task: Task, prompt: str | None = None,
                            prompts: str | None = None, data_root: str | None = None) -> list[PromptedItem]:
     """(audio, prompt) items: manifests (MusicEval lists + prompt tables, CSV ``path,prompt``, ...) give their
@@ -141,9 +135,21 @@ class Track1Predictor:
         """The model folder's predictor.  With ``cache`` (a frame cache), audio frames of the same audio bytes
         and prompt tokens of the same text encoder are read from it as Track 2's ``--cache`` does; an encoder
         whose weights are unavailable is an error only for what the cache lacks."""
+        return cls.from_spec(load_spec(model_dir), model_dir, weights, device, batch_size=batch_size,
+                             precision=precision, cache=cache)
+
+    @classmethod
+    def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
+                  device: str | None = None, *, cache: str | os.PathLike | None = None, window: float | None = None,
+                  hop: float | None = None, batch_size: int = 8, precision: str = "auto") -> "Track1Predictor":
+        """The predictor of an already read and checked ``spec`` of folder ``model_dir`` (see :meth:`load`);
+        ``window``/``hop`` must be None (clips are scored in the windows the sweep used)."""
         from mmmos.heads import rebuild
 
-        spec = load_spec(model_dir)
+        if window is not None or hop is not None:
+            raise PredictorError(f"--{'window' if window is not None else 'hop'} does not apply to a Track 1 model "
+                                 f"(its clips are scored in the windows the sweep used: whole, or crop-long windows "
+                                 f"averaged)")
         members = []
         for m in spec.members:
             if len(m.encoder_keys) != 2:
@@ -308,5 +314,4 @@ def prompted_table(results: Sequence[PromptedResult], axes: Sequence[str], distr
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
-__all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "has_prompts",
-           "prompted_table"]
+__all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "prompted_table"]
