@@ -10,6 +10,7 @@ Modules (one job each):
 * :mod:`.encoders` -- weights lookup, identity checks, frames from a waveform
 * :mod:`.cache` -- reuse of cached frames, only for the same source audio
 * :mod:`.stacked` -- a stacked ensemble's meta-model (``predictor.json`` "stack"), applied after the members
+* :mod:`.base` -- :class:`~.base.BasePredictor`: spec, task, members, cache, stack, loading, progress
 * :mod:`.predictor` -- :class:`Predictor`: audio clips in order, bad input as error rows
 * :mod:`.track1` -- :class:`~.track1.Track1Predictor`: (audio, prompt) pairs, the task's windows
 * :mod:`.loader` -- :func:`load_predictor`: the folder read once, the predictor its task's inputs call for

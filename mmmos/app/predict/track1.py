@@ -15,21 +15,21 @@ prompt (or with an empty one) is an error row, never scored.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from mmmos.core.tasks import Task, get_task
+from mmmos.core.tasks import Task
 
+from .base import BasePredictor
 from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet, check_encoder_identity
 from .errors import MissingWeightsError, PredictorError, error_text
 from .inputs import expand_inputs
 from .members import torch_load
-from .spec import PredictorSpec, load_spec
+from .spec import PredictorSpec
 
 
 @dataclass(frozen=True)
@@ -104,39 +104,21 @@ def _stored(frames: np.ndarray, dtype: str, name: str) -> np.ndarray:
     return out
 
 
-class Track1Predictor:
-    """An exported Track 1 ensemble (see the module doc). Build with :meth:`load`."""
+class Track1Predictor(BasePredictor):
+    """An exported Track 1 ensemble (see the module doc). Build with :func:`.loader.load_predictor` or
+    :meth:`load <.base.BasePredictor.load>`."""
+
+    saved_bins_ok = True  # it computes each member's distribution, so a stack may read them
 
     def __init__(self, spec: PredictorSpec, members: list[_T1Member], audio: EncoderSet, text: dict,
                  model_dir: str | None = None, cache: FrameCache | None = None, weights: dict | None = None):
-        from .stacked import StackSpec
-
-        self.spec, self.members, self.audio, self.text = spec, members, audio, text
-        self.cache = cache
-        self.cache_notes: list[str] = list(cache.notes) if cache else []
+        super().__init__(spec, members, cache, model_dir)
+        self.audio, self.text = audio, text
         self._weights = dict(weights or {})
         # prompt tokens cached by the same text encoder identity: read by prompt key, encoded only when absent
         self._text_groups = {k: g for k in {m.text_key for m in members}
                              if cache is not None and (g := cache.group(k)) is not None}
-        self.task: Task = get_task(spec.task)
-        self.model_dir = model_dir
-        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir),
-                                          saved_bins_ok=True) if spec.stack else None)
         self._tokens: dict[tuple[str, str], np.ndarray] = {}
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self.task.axes
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
-             batch_size: int = 8, precision: str = "auto", cache: str | os.PathLike | None = None
-             ) -> "Track1Predictor":
-        """The model folder's predictor.  With ``cache`` (a frame cache), audio frames of the same audio bytes
-        and prompt tokens of the same text encoder are read from it as Track 2's ``--cache`` does; an encoder
-        whose weights are unavailable is an error only for what the cache lacks."""
-        return cls.from_spec(load_spec(model_dir), model_dir, weights, device, batch_size=batch_size,
-                             precision=precision, cache=cache)
 
     @classmethod
     def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
@@ -254,17 +236,11 @@ class Track1Predictor:
 
     def predict_items(self, items: Sequence[PromptedItem], progress: bool = False) -> Iterator[PromptedResult]:
         """Score the pairs one by one, in order."""
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), unit="clip", desc="predict", file=sys.stderr, dynamic_ncols=True)
-        for it in items:
-            yield self._one(it)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        with self.progress_bar(len(items), progress) as bar:
+            for it in items:
+                yield self._one(it)
+                if bar is not None:
+                    bar.update(1)
 
     def predict_pairs(self, pairs: Sequence[tuple[str | os.PathLike, str | None]], clip_ids=None,
                       distribution: bool = False):
