@@ -3,7 +3,8 @@
 ``HEADS`` maps a registry name to its class; ``build_head(name, in_dim, **cfg)``
 builds one; ``n_axes`` (``len(task.axes)``, default: the default task's) sizes the output.  Every head class has ``needs_frames`` (False: pooled ``(B, D)``; True:
 frames ``(B, T, D)`` plus ``lengths``), ``output_kind`` and a ``config`` dict from
-which ``build_head_from_config`` rebuilds it.  ``forward(x, lengths=None)``.
+which ``build_head_from_config`` rebuilds it; ``rebuild(config, state)`` also loads saved weights strictly and
+sets eval mode; ``predict_logits`` applies a frame head to every clip of a Track 1 bank (windows averaged).  ``forward(x, lengths=None)``.
 
 ==========  ==============  ==========================================================================================
 name        input           architecture (defaults)
@@ -69,6 +70,18 @@ def build_head_from_config(config: Mapping[str, Any]) -> Head:
     return build_head(name, in_dim, **cfg)
 
 
+def rebuild(config: Mapping[str, Any], state: Mapping[str, Any], device: str = "cpu") -> Head:
+    """A saved head: rebuilt from its ``config``, weights ``state`` loaded strictly, on ``device``, in eval mode.
+
+    The one way every reader of a saved head (predict, the sweep's evaluation and Track 1 checkpoints) gets it
+    back, so a head whose weights do not fit its config fails the same way everywhere (``RuntimeError``)."""
+    head = build_head_from_config(config)
+    head.load_state_dict(state, strict=True)
+    return head.to(device).eval()
+
+
+from .inference import predict_logits  # noqa: E402 - after rebuild: inference imports nothing from here
+
 __all__ = [
     "AUDIO_HEADS",
     "HEADS",
@@ -82,4 +95,6 @@ __all__ = [
     "build_head",
     "build_head_from_config",
     "head_class",
+    "predict_logits",
+    "rebuild",
 ]

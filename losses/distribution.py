@@ -159,8 +159,33 @@ def l1(pred: Tensor, scores: Tensor) -> Tensor:
     return (pred - scores.to(pred.dtype)).abs().mean()
 
 
+# ---------------------------------------------------------------------------------------------
+# head outputs (numpy, as prediction tables hold them) -> scores and bin probabilities
+# ---------------------------------------------------------------------------------------------
+def scores_of(logits, output: str, lo: float, hi: float):
+    """``(N, A)`` float64 scores on the label scale from a head's ``(N, A, K)`` outputs of kind ``output``
+    (``"distribution"``: expected score; ``"coral"``: CORAL score; else the scalar outputs as they are)."""
+    import numpy as np
+
+    t = torch.from_numpy(np.asarray(logits, np.float32))
+    if output == "distribution":
+        return expected_score(t, lo, hi).double().numpy()
+    if output == "coral":
+        return coral_score(t, lo).double().numpy()
+    return t.double().numpy().reshape(len(t), -1)
+
+
+def distributions(logits):
+    """Softmax over the bins of ``(N, A, K)`` logits, float64."""
+    import numpy as np
+
+    z = np.asarray(logits).astype(np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 __all__ = [
     "CORAL", "DISTRIBUTION", "NUM_BINS", "bin_centres", "coral", "coral_levels", "coral_logits", "coral_score",
-    "expected_score", "gaussian_target", "kl_gaussian", "kl_onehot", "kl_to_target", "l1", "onehot_bin",
-    "onehot_target",
+    "distributions", "expected_score", "gaussian_target", "kl_gaussian", "kl_onehot", "kl_to_target", "l1",
+    "onehot_bin", "onehot_target", "scores_of",
 ]

@@ -250,3 +250,41 @@ def test_cycle_finder_finds_a_planted_cycle(tmp_path, monkeypatch):
     files = sorted(d.glob("*.py"))
     assert cycles(import_graph(files)) == [["mmmos.sweep.a", "mmmos.sweep.b"]]
     assert cycles({"x": {"y"}, "y": set()}) == []
+
+
+# -- inference does not depend on training -------------------------------------------------------------------
+def reaches(graph: dict[str, set[str]], start: str, prefix: str) -> list[list[str]]:
+    """Import chains (lazy imports included) from ``start`` to a module under ``prefix``; the first found each."""
+    seen, chains, todo = {start}, [], [[start]]
+    while todo:
+        path = todo.pop()
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == prefix or nxt.startswith(prefix + "."):
+                chains.append(path + [nxt])
+            elif nxt not in seen:
+                seen.add(nxt)
+                todo.append(path + [nxt])
+    return chains
+
+
+def test_predict_imports_no_training_stage():
+    """`mmmos predict` runs without the training code: no module of mmmos/app/predict reaches mmmos.sweep,
+    directly or through another project module, at the top or inside a function."""
+    graph = import_graph(project_files())
+    chains = [c for m in sorted(graph) if m == "mmmos.app.predict" or m.startswith("mmmos.app.predict.")
+              for c in reaches(graph, m, "mmmos.sweep")]
+    assert chains == []
+
+
+def test_training_import_check_sees_lazy_imports(tmp_path, monkeypatch):
+    """The checker itself: a lazy import of the sweep inside a predict function is found."""
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    d = tmp_path / "mmmos" / "app" / "predict"
+    d.mkdir(parents=True)
+    (d / "__init__.py").write_text("")
+    (d / "a.py").write_text("def f():\n    from mmmos.sweep.track1.bank import Track1Bank\n")
+    s = tmp_path / "mmmos" / "sweep"
+    s.mkdir(parents=True)
+    (s / "__init__.py").write_text("")
+    graph = import_graph(sorted(d.glob("*.py")) + sorted(s.glob("*.py")))
+    assert reaches(graph, "mmmos.app.predict.a", "mmmos.sweep") == [["mmmos.app.predict.a", "mmmos.sweep"]]

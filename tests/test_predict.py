@@ -438,3 +438,27 @@ def test_cache_reuse_gives_the_audio_scores(run, tmp_path):
     clip_rows = da.filter(pl.col("window_start").is_null())
     np.testing.assert_allclose(np.stack([r.scores for r in res]), _scores(clip_rows), atol=1e-6)
     assert _cli([str(gone), "--model", str(run["ens"]), "--out", str(tmp_path / "c.csv")]) == 3  # without it
+
+
+def test_load_predictor_gives_the_audio_predictor_and_the_heads_scores(run, tmp_path):
+    """The one loader on a Track 2 folder: the audio predictor, whose scores equal the member's head rebuilt here
+    by hand from ``predictor.json`` and the member file, on features computed here from the encoders."""
+    from mmmos.app.predict import load_predictor
+    from mmmos.heads import build_head_from_config
+
+    model = Path(run["singles"]["trienc-mlp-utmos"])
+    wave = _noise_clip(6.0, seed=5)
+    f = tmp_path / "six.wav"
+    sf.write(f, wave, SR, subtype="FLOAT")
+    pred = load_predictor(model)
+    assert type(pred) is Predictor
+    got = _scores(pred.predict_files([f]))[0]
+    m = json.loads((model / "predictor.json").read_text())["members"][0]
+    head = build_head_from_config(m["head_config"])
+    head.load_state_dict(torch.load(model / m["file"], map_location="cpu", weights_only=True), strict=True)
+    head.eval()
+    frames = [load_encoder(n).embed(wave).astype(np.float16).astype(np.float64) for n in ("logmel", "logmel_slow")]
+    x = torch.tensor(_hand_features(frames, 0.0, head.needs_frames), dtype=torch.float32)
+    with torch.no_grad():
+        z = head(x, torch.tensor([x.shape[1]]) if head.needs_frames else None).numpy()[0]
+    np.testing.assert_allclose(got, np.clip(z * np.array(m["z_std"]) + np.array(m["z_mean"]), 0, 10), atol=1e-4)

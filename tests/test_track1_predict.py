@@ -160,3 +160,43 @@ def test_cache_gives_the_audio_scores_and_reads_what_it_holds(trained, tmp_path,
     fresh = _predict(model, items[:1])
     assert changed[AXES[0]][0] == pytest.approx(fresh[AXES[0]][0], abs=1e-6)
     sf.write(items[0].path, w, sr)  # the module's corpus is shared by later tests
+
+
+def test_load_predictor_gives_the_prompted_predictor_and_the_heads_scores(trained, tmp_path):
+    """The one loader on a Track 1 folder: the prompted predictor, whose scores and distributions equal the
+    member's head rebuilt here by hand from ``predictor.json`` and the member file, applied to the clip's cached
+    audio frames and prompt tokens (a clip within the crop: one window)."""
+    import json
+
+    import torch
+
+    from mmmos.app.predict import load_predictor
+    from mmmos.cache_store import open_store
+    from mmmos.core.prompts import prompt_key
+    from mmmos.heads import build_head_from_config
+
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "m5")
+    item = expand_prompted_inputs([info["dev"]], get_task("track1"))[0]
+    pred = load_predictor(model, device="cpu", cache=str(root / "cache.zarr"))
+    assert type(pred) is Track1Predictor
+    got = prompted_table(list(pred.predict_items([item])), pred.axes, distribution=True)
+    assert got["error"][0] is None and got["n_windows"][0] == 1
+    spec = json.loads((model / "predictor.json").read_text())
+    m = spec["members"][0]
+    head = build_head_from_config(m["head_config"])
+    head.load_state_dict(torch.load(model / m["file"], map_location="cpu", weights_only=True), strict=True)
+    head.eval()
+    store = open_store(str(root / "cache.zarr"))
+    audio = store.group(m["encoder_keys"][0]).read(item.clip_id).astype(np.float32)
+    tokens = store.group(m["encoder_keys"][1]).read(prompt_key(item.prompt)).astype(np.float32)
+    with torch.no_grad():
+        z = head(torch.from_numpy(audio)[None], torch.tensor([len(audio)]), torch.from_numpy(tokens)[None],
+                 torch.ones(1, len(tokens))).double().numpy()[0]  # (2, K) bin logits
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    lo, hi = get_task("track1").score_range
+    want = p @ np.linspace(lo, hi, p.shape[-1])  # the expected score over the bins' centres
+    np.testing.assert_allclose(got.select(AXES).to_numpy()[0], want, atol=1e-5)
+    bins = [f"{a}_p{b:02d}" for a in AXES for b in range(p.shape[-1])]
+    np.testing.assert_allclose(got.select(bins).to_numpy()[0], p.reshape(-1), atol=1e-6)

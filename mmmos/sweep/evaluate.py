@@ -97,15 +97,13 @@ def add_eval_sets(cdir: ConfigDir, store_path: str, sets: list[LabelSet], device
     import polars as pl
 
     from mmmos.cache_store.packed import open_frames
-    from mmmos.heads import build_head_from_config
+    from mmmos.heads import rebuild
 
     rec = cdir.read_config()
     cfg = config_from_record(rec.config)
     model = cdir.read_model()
     task = get_task(model.task)
-    head = build_head_from_config(model.head_config)
-    head.load_state_dict(model.state_dict)
-    head.to(device)
+    head = rebuild(model.head_config, model.state_dict, device)
     mu, sd = np.asarray(model.z_mean, np.float64), np.asarray(model.z_std, np.float64)
     store = open_frames(store_path)
     tables, lines, notes = [], [], []

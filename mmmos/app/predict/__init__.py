@@ -10,10 +10,13 @@ Modules (one job each):
 * :mod:`.encoders` -- weights lookup, identity checks, frames from a waveform
 * :mod:`.cache` -- reuse of cached frames, only for the same source audio
 * :mod:`.stacked` -- a stacked ensemble's meta-model (``predictor.json`` "stack"), applied after the members
-* :mod:`.predictor` -- :class:`Predictor`: clips in order, bad input as error rows
+* :mod:`.base` -- :class:`~.base.BasePredictor`: spec, task, members, cache, stack, loading, progress
+* :mod:`.predictor` -- :class:`Predictor`: audio clips in order, bad input as error rows
+* :mod:`.track1` -- :class:`~.track1.Track1Predictor`: (audio, prompt) pairs, the task's windows
+* :mod:`.loader` -- :func:`load_predictor`: the folder read once, the predictor its task's inputs call for
 * :mod:`.inputs` -- files, folders and manifests -> items
 * :mod:`.tables` -- output tables (CSV/JSONL/Parquet)
-* :mod:`.cli` -- ``add_arguments`` / ``run_cli``
+* :mod:`.cli` -- ``add_arguments`` / ``run_cli`` (one command for every task)
 
 Nothing here imports torch, scipy or polars at module level, so ``mmmos --help`` stays fast.
 """
@@ -24,12 +27,13 @@ from .errors import MissingWeightsError, PredictorError, WeightsMismatchError
 from .pins import TamperedModelError
 from .export import export_predictor
 from .inputs import InputItem, expand_inputs
+from .loader import PREDICTORS, load_predictor
 from .predictor import ClipResult, Predictor
 from .spec import PredictorSpec, read_predictor_spec
 from .tables import results_table, write_table
 from .windows import plan_windows
 
-__all__ = ["ClipResult", "InputItem", "MissingWeightsError", "Predictor", "PredictorError", "PredictorSpec",
+__all__ = ["ClipResult", "InputItem", "MissingWeightsError", "PREDICTORS", "load_predictor", "Predictor", "PredictorError", "PredictorSpec",
            "TamperedModelError", "WeightsMismatchError", "add_arguments", "expand_inputs", "export_predictor",
            "parse_weights",
            "plan_windows", "read_predictor_spec", "results_table", "run_cli", "write_table"]

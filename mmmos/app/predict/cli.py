@@ -102,21 +102,19 @@ def run_cli(args: argparse.Namespace) -> int:
     :class:`PredictorError` for a usage problem."""
     from mmmos.core.threads import apply_thread_policy
 
+    from mmmos.core.tasks import get_task
+
     from .inputs import expand_inputs
-    from .predictor import Predictor
+    from .loader import load_predictor
+    from .spec import load_spec
     from .tables import output_format, results_table, write_table
 
     output_format(args.out)
     weights = parse_weights(args.weights)
-    from mmmos.core.tasks import get_task
-
-    from .spec import read_predictor_spec
-    from mmmos.core.manifests import has_prompts
-
-    if has_prompts(get_task(read_predictor_spec(args.model).get("task") or None)):
-        from .track1_cli import run_prompted
-
-        return run_prompted(args, weights)
+    spec = load_spec(args.model)  # the folder is read (and its pins checked) once, here
+    task = get_task(spec.task)
+    if "prompt" in task.inputs:
+        return _run_prompted(args, weights, spec, task)
     if getattr(args, "prompt", None) or getattr(args, "prompts", None) or getattr(args, "distribution", False):
         raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
                              f"{args.model} scores audio alone")
@@ -126,7 +124,7 @@ def run_cli(args: argparse.Namespace) -> int:
     threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pred = Predictor.load(args.model, weights, None if args.device == "auto" else args.device,
+        pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
                               cache=args.cache, window=args.window, hop=args.hop, batch_size=args.batch_size,
                               precision=getattr(args, "precision", "auto"))
     for w in caught:
@@ -149,6 +147,53 @@ def run_cli(args: argparse.Namespace) -> int:
     for note in pred.cache_notes[n_notes:]:
         _log(note)
     return _report(results, time.perf_counter() - t0, args.out, pred)
+
+
+_AUDIO_ONLY = ("window", "hop", "per_window")
+
+
+def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
+    """``run_cli`` for a task whose clips come with prompts: score the inputs with their prompts; 0 when every
+    pair was scored, 3 when some rows carry an error."""
+    from mmmos.core.threads import apply_thread_policy
+
+    from .cache import DamagedCacheWarning, summarize
+    from .loader import load_predictor
+    from .tables import write_table
+    from .track1 import expand_prompted_inputs, prompted_table
+
+    given = [o for o in _AUDIO_ONLY if getattr(args, o, None)]
+    if given:
+        raise PredictorError(f"--{given[0].replace('_', '-')} does not apply to a Track 1 model (its clips are "
+                             f"scored in the windows the sweep used: whole, or crop-long windows averaged)")
+    items = expand_prompted_inputs(args.inputs, task, prompt=args.prompt, prompts=args.prompts,
+                                   data_root=args.data_root)
+    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
+    pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
+                          batch_size=args.batch_size, precision=getattr(args, "precision", "auto"),
+                          cache=getattr(args, "cache", None))
+    for note in pred.cache_notes:
+        print(f"mmmos predict: {note}", file=sys.stderr)
+    print(f"mmmos predict: Track 1 model of {len(pred.members)} members; {len(items)} (audio, prompt) pairs; "
+          f"{threads} math thread{'s' if threads != 1 else ''}", file=sys.stderr)
+    t0 = time.perf_counter()
+    n_notes = len(pred.cache_notes)
+    with warnings.catch_warnings():  # damaged cached clips are worded in the log below, not as raw warnings
+        warnings.simplefilter("ignore", DamagedCacheWarning)
+        results = list(pred.predict_items(items, progress=not args.no_progress))
+    write_table(prompted_table(results, pred.axes, args.distribution), args.out)
+    bad = [r for r in results if r.error is not None]
+    from_cache = sum(r.source == "cache" for r in results)
+    print(f"mmmos predict: {len(results) - len(bad)} of {len(results)} pairs scored in "
+          f"{time.perf_counter() - t0:.1f} s" + (f" ({from_cache} from the cache)" if pred.cache else "")
+          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    if pred.cache is not None:
+        print(f"mmmos predict: {summarize([r.cache for r in results if r.cache is not None])}", file=sys.stderr)
+        for note in pred.cache_notes[n_notes:]:
+            print(f"mmmos predict: {note}", file=sys.stderr)
+    for r in bad[:10]:
+        print(f"  {r.clip_id}: {r.error}", file=sys.stderr)
+    return EXIT_PARTIAL if bad else EXIT_OK
 
 
 __all__ = ["add_arguments", "parse_weights", "run_cli"]

@@ -98,18 +98,16 @@ def torch_load(path: Path) -> Any:
 
 def load_members(spec: PredictorSpec, model_dir: str | os.PathLike, score_range: tuple[float, float]) -> list[Member]:
     """Build every member's head from its config and load its weights (strict)."""
-    from mmmos.heads import build_head_from_config
+    from mmmos.heads import rebuild
 
     out = []
     for m in spec.members:
         where = Path(model_dir) / m.file
         sd = torch_load(where)
-        head = build_head_from_config(m.head_config)
         try:
-            head.load_state_dict(sd, strict=True)
+            head = rebuild(m.head_config, sd)
         except RuntimeError as e:
             raise PredictorError(f"{where}: weights do not fit the head {m.head_config}: {e}") from e
-        head.eval()
         out.append(Member(m.name, head, np.asarray(m.z_mean, np.float64), np.asarray(m.z_std, np.float64),
                           list(m.encoder_keys), m.grid_rate, m.clip_predictions, score_range, m.crop_seconds))
     return out

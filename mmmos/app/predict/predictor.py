@@ -15,22 +15,21 @@ zero-filled or skipped silently.
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from mmmos.core.tasks import Task, get_task
+from mmmos.core.tasks import get_task
 
+from .base import BasePredictor
 from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet
 from .errors import PredictorError, error_text
 from .inputs import InputItem, as_item
 from .members import Member, load_members
-from .spec import PredictorSpec, load_spec
-from .stacked import StackSpec
+from .spec import PredictorSpec
 from .windows import plan_windows, resolve_window
 
 
@@ -58,35 +57,28 @@ class _Prepared:
     audio_error: BaseException | None = None
 
 
-class Predictor:
-    """An exported ensemble ready to score audio.  Build with :meth:`Predictor.load`."""
+class Predictor(BasePredictor):
+    """An exported ensemble ready to score audio.  Build with :func:`.loader.load_predictor` or
+    :meth:`Predictor.load <.base.BasePredictor.load>`."""
 
     def __init__(self, spec: PredictorSpec, members: list[Member], encoders: EncoderSet,
                  cache: FrameCache | None = None, window: float | None = None, hop: float | None = None,
                  model_dir: str | None = None):
-        self.spec = spec
-        self.task: Task = get_task(spec.task)
-        self.model_dir = model_dir
-        self.members = members
         self.window, self.hop = resolve_window([m.crop_seconds for m in members], window, hop)
+        super().__init__(spec, members, cache, model_dir)
         self.encoders = encoders
         self.records = encoders.records
         self.infos = encoders.infos
-        self.cache = cache
-        self.cache_notes: list[str] = list(cache.notes) if cache else []
-        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir))
-                      if spec.stack else None)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
-             *, cache: str | os.PathLike | None = None, window: float | None = None, hop: float | None = None,
-             batch_size: int = 8, precision: str = "auto") -> "Predictor":
-        """Load a predictor folder.  ``weights`` maps encoder names to local weights (files or HF folders);
-        ``device`` runs the encoders (None/"auto": cuda -> mps -> cpu).  ``window``/``hop`` default to the
-        members' training crop.  ``precision`` (auto, fp32, fp16, bf16) is resolved per encoder as
-        ``mmmos extract --precision`` does.  With ``cache``, an encoder whose weights are unavailable is an error only
-        for clips not in the cache."""
-        spec = load_spec(model_dir)
+    def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
+                  device: str | None = None, *, cache: str | os.PathLike | None = None, window: float | None = None,
+                  hop: float | None = None, batch_size: int = 8, precision: str = "auto") -> "Predictor":
+        """The predictor of the checked ``spec`` of folder ``model_dir``.  ``weights`` maps encoder names to local
+        weights (files or HF folders); ``device`` runs the encoders (None/"auto": cuda -> mps -> cpu).
+        ``window``/``hop`` default to the members' training crop.  ``precision`` (auto, fp32, fp16, bf16) is
+        resolved per encoder as ``mmmos extract --precision`` does.  With ``cache``, an encoder whose weights are
+        unavailable is an error only for clips not in the cache."""
         task = get_task(spec.task)
         members = load_members(spec, model_dir, task.score_range)
         resolve_window([m.crop_seconds for m in members], window, hop)  # bad options fail before encoders load
@@ -95,10 +87,6 @@ class Predictor:
                               precision=precision)
         frame_cache = FrameCache(cache, records) if cache is not None else None
         return cls(spec, members, encoders, frame_cache, window, hop, model_dir=str(model_dir))
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self.task.axes
 
     # -- scoring ---------------------------------------------------------------------------
     def score_frames(self, frames: dict[str, np.ndarray], duration: float) -> tuple[np.ndarray, list]:
@@ -190,23 +178,14 @@ class Predictor:
         """Score items (``InputItem`` or ``(clip_id, path)``) one by one, in order; the next item's cache
         lookup and audio decoding run in a background thread while the current one is scored."""
         items = [as_item(i) for i in items]
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), unit="clip", desc="predict", file=sys.stderr, dynamic_ncols=True)
-        try:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                fut = pool.submit(self._prepare, items[0]) if items else None
-                for i in range(len(items)):
-                    cur = fut
-                    fut = pool.submit(self._prepare, items[i + 1]) if i + 1 < len(items) else None
-                    yield self._predict_one(cur.result())
-                    if bar is not None:
-                        bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+        with self.progress_bar(len(items), progress) as bar, ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(self._prepare, items[0]) if items else None
+            for i in range(len(items)):
+                cur = fut
+                fut = pool.submit(self._prepare, items[i + 1]) if i + 1 < len(items) else None
+                yield self._predict_one(cur.result())
+                if bar is not None:
+                    bar.update(1)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], clip_ids: Sequence[str] | None = None,
                       per_window: bool = False, progress: bool = False):

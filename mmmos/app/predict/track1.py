@@ -15,21 +15,21 @@ prompt (or with an empty one) is an error row, never scored.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from mmmos.core.tasks import Task, get_task
+from mmmos.core.tasks import Task
 
+from .base import BasePredictor
 from .cache import CacheLookup, FrameCache
 from .encoders import EncoderSet, check_encoder_identity
 from .errors import MissingWeightsError, PredictorError, error_text
 from .inputs import expand_inputs
 from .members import torch_load
-from .spec import PredictorSpec, load_spec
+from .spec import PredictorSpec
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,6 @@ class _T1Member:
     crop_seconds: float
 
 
-def has_prompts(task: Task) -> bool:
-    from mmmos.core.manifests.prompted import has_prompts as hp
-
-    return hp(task)
-
-
 def expand_prompted_inputs(inputs: Sequence[str], task: Task, prompt: str | None = None,
                            prompts: str | None = None, data_root: str | None = None) -> list[PromptedItem]:
     """(audio, prompt) items: manifests (MusicEval lists + prompt tables, CSV ``path,prompt``, ...) give their
@@ -110,51 +104,43 @@ def _stored(frames: np.ndarray, dtype: str, name: str) -> np.ndarray:
     return out
 
 
-class Track1Predictor:
-    """An exported Track 1 ensemble (see the module doc). Build with :meth:`load`."""
+class Track1Predictor(BasePredictor):
+    """An exported Track 1 ensemble (see the module doc). Build with :func:`.loader.load_predictor` or
+    :meth:`load <.base.BasePredictor.load>`."""
+
+    saved_bins_ok = True  # it computes each member's distribution, so a stack may read them
 
     def __init__(self, spec: PredictorSpec, members: list[_T1Member], audio: EncoderSet, text: dict,
                  model_dir: str | None = None, cache: FrameCache | None = None, weights: dict | None = None):
-        from .stacked import StackSpec
-
-        self.spec, self.members, self.audio, self.text = spec, members, audio, text
-        self.cache = cache
-        self.cache_notes: list[str] = list(cache.notes) if cache else []
+        super().__init__(spec, members, cache, model_dir)
+        self.audio, self.text = audio, text
         self._weights = dict(weights or {})
         # prompt tokens cached by the same text encoder identity: read by prompt key, encoded only when absent
         self._text_groups = {k: g for k in {m.text_key for m in members}
                              if cache is not None and (g := cache.group(k)) is not None}
-        self.task: Task = get_task(spec.task)
-        self.model_dir = model_dir
-        self.stack = (StackSpec.from_json(spec.stack, self.task.axes, [m.name for m in members], str(model_dir),
-                                          saved_bins_ok=True) if spec.stack else None)
         self._tokens: dict[tuple[str, str], np.ndarray] = {}
 
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self.task.axes
-
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, weights: dict[str, str] | None = None, device: str | None = None,
-             batch_size: int = 8, precision: str = "auto", cache: str | os.PathLike | None = None
-             ) -> "Track1Predictor":
-        """The model folder's predictor.  With ``cache`` (a frame cache), audio frames of the same audio bytes
-        and prompt tokens of the same text encoder are read from it as Track 2's ``--cache`` does; an encoder
-        whose weights are unavailable is an error only for what the cache lacks."""
-        from mmmos.heads import build_head_from_config
+    def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
+                  device: str | None = None, *, cache: str | os.PathLike | None = None, window: float | None = None,
+                  hop: float | None = None, batch_size: int = 8, precision: str = "auto") -> "Track1Predictor":
+        """The predictor of an already read and checked ``spec`` of folder ``model_dir`` (see :meth:`load`);
+        ``window``/``hop`` must be None (clips are scored in the windows the sweep used)."""
+        from mmmos.heads import rebuild
 
-        spec = load_spec(model_dir)
+        if window is not None or hop is not None:
+            raise PredictorError(f"--{'window' if window is not None else 'hop'} does not apply to a Track 1 model "
+                                 f"(its clips are scored in the windows the sweep used: whole, or crop-long windows "
+                                 f"averaged)")
         members = []
         for m in spec.members:
             if len(m.encoder_keys) != 2:
                 raise PredictorError(f"member {m.name}: a Track 1 member needs [audio, text] encoders, "
                                      f"got {m.encoder_keys}")
-            head = build_head_from_config(m.head_config)
             try:
-                head.load_state_dict(torch_load(Path(model_dir) / m.file), strict=True)
+                head = rebuild(m.head_config, torch_load(Path(model_dir) / m.file))
             except RuntimeError as e:
                 raise PredictorError(f"{Path(model_dir) / m.file}: weights do not fit the head: {e}") from e
-            head.eval()
             members.append(_T1Member(m.name, head, head.output_kind, m.encoder_keys[0], m.encoder_keys[1],
                                      m.crop_seconds))
         audio_keys = {m.audio_key for m in members}
@@ -200,12 +186,15 @@ class Track1Predictor:
         """(scores, distribution or None, windows of the first member) from stored-dtype audio frames."""
         import torch
 
-        from mmmos.sweep.track1.predict import distributions, predict_logits, scores_of
+        from mmmos.cache_store.windows import Track1Bank
+        from mmmos.heads import predict_logits
+        from mmmos.losses.distribution import distributions, scores_of
 
         scores, dists, per_member, n_win = [], [], [], 0
         for m in self.members:
             info = self.audio.infos[m.audio_key]
-            bank = ArrayBank(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate, m.crop_seconds)
+            bank = Track1Bank.from_arrays(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate,
+                                          m.crop_seconds)
             logits = predict_logits(m.head, bank, 16, torch)
             n_win = n_win or len(bank.eval_windows(0))
             scores.append(scores_of(logits, m.output, self.task.lo, self.task.hi)[0])
@@ -247,17 +236,11 @@ class Track1Predictor:
 
     def predict_items(self, items: Sequence[PromptedItem], progress: bool = False) -> Iterator[PromptedResult]:
         """Score the pairs one by one, in order."""
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), unit="clip", desc="predict", file=sys.stderr, dynamic_ncols=True)
-        for it in items:
-            yield self._one(it)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        with self.progress_bar(len(items), progress) as bar:
+            for it in items:
+                yield self._one(it)
+                if bar is not None:
+                    bar.update(1)
 
     def predict_pairs(self, pairs: Sequence[tuple[str | os.PathLike, str | None]], clip_ids=None,
                       distribution: bool = False):
@@ -307,27 +290,4 @@ def prompted_table(results: Sequence[PromptedResult], axes: Sequence[str], distr
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
-def _bank_class():
-    from mmmos.sweep.track1.bank import Track1Bank
-
-    class _ArrayBank(Track1Bank):
-        """A one-clip :class:`Track1Bank` over arrays (the sweep's windows and batching, unchanged)."""
-
-        def __init__(self, audio: np.ndarray, tokens: np.ndarray, rate: float, crop_seconds: float):
-            self.clip_ids = ["clip"]
-            self.rate = float(rate)
-            self.crop_frames = max(1, int(round(crop_seconds * self.rate)))
-            self.audio = [np.asarray(audio, np.float16)]
-            self.text = {"p": np.asarray(tokens, np.float16)}
-            self.text_of = ["p"]
-            self.audio_dim, self.text_dim = int(audio.shape[1]), int(tokens.shape[1])
-
-    return _ArrayBank
-
-
-def ArrayBank(audio, tokens, rate, crop_seconds):  # noqa: N802 - a class built lazily (torch-free import)
-    return _bank_class()(audio, tokens, rate, crop_seconds)
-
-
-__all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "has_prompts",
-           "prompted_table"]
+__all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "prompted_table"]

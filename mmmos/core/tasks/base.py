@@ -36,6 +36,8 @@ class Task:
     domains: tuple[str, ...] = ()                  # allowed domain values (empty: any)
     domain_aliases: dict[str, str] = field(default_factory=dict)  # spelling in lists -> domain (lower case)
     composite_of: tuple[str, ...] | None = None    # axes averaged into "composite"; None: all axes
+    # what a clip is scored from: ("audio",) or ("audio", "prompt"); picks the predictor (mmmos.app.predict.loader)
+    inputs: tuple[str, ...] = ("audio",)
     notes: dict[str, str] = field(default_factory=dict)
 
     @property

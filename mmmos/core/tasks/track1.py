@@ -88,5 +88,6 @@ TRACK1 = Task(
     domain_of=domain_of,
     domains=DOMAINS,
     composite_of=None,
+    inputs=("audio", "prompt"),
     notes={"labels": "mean of 5 ratings, multiples of 0.2", "inputs": "audio + text prompt"},
 )

@@ -3,8 +3,10 @@
 Module map::
 
     recipe.py       Track1Config, the 8-run recipe, checkpoint names (<run>, <run>@sysmi, <run>@combined)
-    bank.py         audio frames + prompt tokens from the cache, crops / eval windows, padded batches with masks
-    predict.py      logits per clip (windows averaged), scores, prediction tables with the 20-bin columns
+    bank.py         which clips are usable; their bank (mmmos.cache_store.windows: crops / eval windows, padded
+                    batches with masks, shared with prediction; re-exported here)
+    predict.py      prediction tables with the 20-bin columns, dev selection figures (logits per clip:
+                    mmmos.heads.predict_logits; scores: mmmos.losses.distribution.scores_of; re-exported here)
     trainer.py      one run: epochs, early stopping, the three checkpoints (train_track1)
     checkpoints.py  a checkpoint's files; predicting new evaluation sets with a saved checkpoint
     run.py          the sweep (run_track1_sweep): plan/resume shared with Track 2, --jobs, summary

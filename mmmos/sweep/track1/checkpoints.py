@@ -77,12 +77,10 @@ def score_sets(ck: Checkpoint, head, model: ModelRecord, rec: ConfigRecord, stor
 
 def load_checkpoint_head(cdir: ConfigDir, device: str = "cpu"):
     """The saved head of a checkpoint folder, in eval mode, with its model and config records."""
-    from mmmos.heads import build_head_from_config
+    from mmmos.heads import rebuild
 
     model = cdir.read_model()
-    head = build_head_from_config(model.head_config)
-    head.load_state_dict(model.state_dict)
-    head.to(device).eval()
+    head = rebuild(model.head_config, model.state_dict, device)
     return head, model, cdir.read_config()
 
 

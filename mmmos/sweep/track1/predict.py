@@ -10,47 +10,11 @@ import warnings
 
 import numpy as np
 
-from .bank import Track1Bank
+# re-exported under their old names: the code now lives with the heads, the losses and the cache
+from mmmos.heads.inference import predict_logits  # noqa: F401
+from mmmos.losses.distribution import distributions, scores_of
 
-
-def predict_logits(head, bank: Track1Bank, batch_size: int, torch, device: str = "cpu") -> np.ndarray:
-    """``(N, 2, K)`` float32 logits per clip of ``bank`` (eval mode; windows averaged)."""
-    head.eval()
-    windows = [w for i in range(len(bank)) for w in bank.eval_windows(i)]
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(windows), batch_size):
-            chunk = windows[s : s + batch_size]
-            out.append(head(*bank.batch(chunk, torch, device)).float().cpu().numpy())
-    if not windows:
-        return np.zeros((0, 2, getattr(head, "k", 1)), np.float32)
-    per_window = np.concatenate(out)
-    items = np.array([w.item for w in windows])
-    sums = np.zeros((len(bank),) + per_window.shape[1:], np.float64)
-    np.add.at(sums, items, per_window)
-    counts = np.bincount(items, minlength=len(bank)).astype(np.float64)
-    return (sums / counts.reshape((-1,) + (1,) * (per_window.ndim - 1))).astype(np.float32)
-
-
-def scores_of(logits: np.ndarray, output: str, lo: float, hi: float) -> np.ndarray:
-    """``(N, 2)`` scores on the label scale from head outputs."""
-    import torch
-
-    from mmmos.losses.distribution import coral_score, expected_score
-
-    t = torch.from_numpy(np.asarray(logits, np.float32))
-    if output == "distribution":
-        return expected_score(t, lo, hi).double().numpy()
-    if output == "coral":
-        return coral_score(t, lo).double().numpy()
-    return t.double().numpy().reshape(len(t), -1)
-
-
-def distributions(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the bins, ``(N, 2, K)`` float64."""
-    z = logits.astype(np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
+from .bank import Track1Bank  # noqa: F401
 
 
 def prediction_table(df, logits: np.ndarray, output: str, task):

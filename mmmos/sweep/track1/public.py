@@ -189,7 +189,7 @@ def import_public(state: Mapping[str, Any], variant: str | PublicVariant, n_head
     """A :class:`DualBranchHead` (eval mode) holding the public-layout ``state``'s head weights, loaded strictly.
 
     Raises :class:`PublicLayoutError` naming every missing, unexpected and mis-shaped key (public names)."""
-    from mmmos.heads import build_head
+    from mmmos.heads import build_head, rebuild
 
     v = variant if isinstance(variant, PublicVariant) else get_variant(variant)
     state = unwrap(state, where)
@@ -220,8 +220,7 @@ def import_public(state: Mapping[str, Any], variant: str | PublicVariant, n_head
                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)) if keys]
     if problems:
         raise PublicLayoutError(f"{where} is not a {v.public_class} state dict: " + "; ".join(problems))
-    head.load_state_dict({k: ours[k].detach().float() for k in want}, strict=True)
-    return head.eval()
+    return rebuild(head.config, {k: ours[k].detach().float() for k in want})
 
 
 def public_names(head, variant: str | PublicVariant) -> dict[str, str]:
