@@ -7,7 +7,9 @@
 #
 # Steps: (1) extraction benchmark, pipeline vs the encoders alone on the mixed 16/44.1 kHz set, precision auto;
 # (2) each encoder alone in fp32, bf16 and fp16 (what `auto` on CUDA should pick); (3) `mmmos extract` of the
-# band-limited 16-kHz clips with --precision auto and fp16: every clip must be written.
+# band-limited 16-kHz clips with --precision auto and fp16: every clip must be written; (4) the sweep of the 16
+# configurations on a small synthetic cache with the frames' crops and pooling on the device and on the host
+# (--device-bank both; SWEEP_SCALE, default 0.02: 70 train + 9 dev clips).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out/device}
@@ -52,4 +54,8 @@ for p in auto fp16; do
     --backend hdf5 --encoders wavlm,muq,m2d --device "$DEVICE" --precision $p --no-progress \
     --weights "wavlm=$W/weights/wavlm" --weights "muq=$W/weights/muq" --weights "m2d=$(ls -d $W/weights/m2d/*80x1001*)"
 done
+SWEEP_SCALE=${SWEEP_SCALE:-0.02}
+step sweep 150 $PY -m bench.sweep_bench --device "$DEVICE" --device-bank both --scale "$SWEEP_SCALE" --jobs 1 \
+  --schedules early --no-encoder-cost --out "$OUT/sweep"
+cp "$OUT"/sweep/sweep_scale*.md "$OUT"/sweep/sweep_scale*.json "$OUT"/ 2>/dev/null
 cat "$OUT/steps.txt"

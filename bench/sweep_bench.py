@@ -18,6 +18,7 @@ M2D). That cost is *measured* on a sample of clips with full-size random-initial
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -248,9 +249,24 @@ def work_shares(per: list[dict], pack_seconds: float) -> dict:
             "step_share_of_work": step / total}
 
 
+@contextlib.contextmanager
+def _device_bank_env(flag: str | None):
+    """MMMOS_DEVICE_BANK for one sweep (workers inherit it): "1" frames on the device, "0" on the host, None the
+    default choice (device when it is not cpu)."""
+    old = os.environ.get("MMMOS_DEVICE_BANK")
+    if flag is not None:
+        os.environ["MMMOS_DEVICE_BANK"] = flag
+    try:
+        yield
+    finally:
+        os.environ.pop("MMMOS_DEVICE_BANK", None)
+        if old is not None:
+            os.environ["MMMOS_DEVICE_BANK"] = old
+
+
 def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = None,
         schedules: tuple[str, ...] = ("early", "full"), encoders: bool = True, device: str = "cpu",
-        share: str = "on") -> dict:
+        share: str = "on", device_bank: str = "auto") -> dict:
     import polars as pl
 
     from mmmos.core.threads import threads_per_worker
@@ -264,12 +280,16 @@ def run(out: Path, scale: float = 1.0, jobs: int = 2, weights: dict | None = Non
     step_ratio = blstm_t_step_ratio()
     runs = {}
     variants = {"on": (True,), "off": (False,), "both": (False, True)}[share]
-    for sched, shared in [(s, v) for s in schedules for v in variants]:
-        wall, per, extra = sweep_once(store, sets, work / f"run_{sched}", jobs, sched, device, shared)
+    banks = {"auto": (None,), "on": ("1",), "off": ("0",), "both": ("0", "1")}[device_bank]
+    for sched, shared, bank in [(s, v, b) for s in schedules for v in variants for b in banks]:
+        with _device_bank_env(bank):
+            wall, per, extra = sweep_once(store, sets, work / f"run_{sched}", jobs, sched, device, shared)
         failed = extra.pop("failed")
         df = pl.DataFrame(per)
-        key = sched if len(variants) == 1 else f"{sched}_{'shared' if shared else 'unshared'}"
-        runs[key] = {"shared_frames": shared, "device": device, **extra, **work_shares(per, extra["pack_seconds"]),
+        key = sched + ("" if len(variants) == 1 else f"_{'shared' if shared else 'unshared'}") \
+            + ("" if len(banks) == 1 else f"_bank{'on' if bank == '1' else 'off'}")
+        runs[key] = {"shared_frames": shared, "device": device, "device_bank": bank or "auto", **extra,
+                     **work_shares(per, extra["pack_seconds"]),
             "sweep_wall_seconds": wall, "sweep_wall_seconds_extrapolated_to_full_scale": wall / scale,
             "per_config": per, "failed": failed, "epochs_total": int(df["epochs"].sum()),
             "data_path_share": df["t_data"].sum() / (df["t_data"].sum() + df["t_step"].sum()),
@@ -307,13 +327,15 @@ def markdown(report: dict, schedules: tuple[str, ...]) -> str:
         r = report["schedules"][sched]
         full = r["sweep_wall_seconds_extrapolated_to_full_scale"]
         frames = "frames read once (pack)" if r.get("shared_frames", True) else "each configuration reads the cache"
+        frames += {"1": ", crops and pooling on the device", "0": ", crops and pooling on the host"}.get(
+            r.get("device_bank"), "")
         gpu = f", GPU utilisation {r['gpu_util_mean']:.0f} % mean" if r.get("gpu_util_mean") is not None else ""
-        md.append(f"* {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}, {r.get('device', 'cpu')}, "
+        md.append(f"* {SCHEDULES[sched.split('_')[0]]}, {r.get('device', 'cpu')}, "
                   f"{frames}: work {r['work_seconds']:.1f} s = cache reading {100 * r['cache_read_share']:.1f} % "
                   f"+ feature banks {100 * r['bank_build_share']:.1f} % + data path "
                   f"{100 * r['data_path_share_of_work']:.1f} % + steps {100 * r['step_share_of_work']:.1f} %; "
                   f"peak memory {r['peak_rss_mb']:.0f} MB (largest process){gpu}")
-        md.append(f"* {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}: **{r['sweep_wall_seconds'] / 60:.1f} min** wall, {r['epochs_total']} epochs "
+        md.append(f"* {SCHEDULES[sched.split('_')[0]]}: **{r['sweep_wall_seconds'] / 60:.1f} min** wall, {r['epochs_total']} epochs "
                   f"in all" + (f"; ×{1 / scale:g} clips → about **{full / 60:.0f} min** at full challenge size "
                                f"(scaling linearly in clips)" if scale != 1 else "")
                   + f"; blstm_t {100 * r['blstm_t_share_of_training']:.0f} % of training time; data path "
@@ -334,7 +356,7 @@ def markdown(report: dict, schedules: tuple[str, ...]) -> str:
                   f"({report['ratio_in_loop_vs_cached_sweep_plus_one_extraction']:.1f}× counting one extraction pass)")
     for sched in schedules:
         r = report["schedules"][sched]
-        md += ["", f"## {sched}: {SCHEDULES[sched.rsplit('_', 1)[0] if sched not in SCHEDULES else sched]}", ""]
+        md += ["", f"## {sched}: {SCHEDULES[sched.split('_')[0]]}", ""]
         md += _table(r["per_config"])
         if r["failed"]:
             md += ["", "Failed: " + ", ".join(r["failed"])]
@@ -353,9 +375,12 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu or cuda: where the heads train (and the frames' crops run)")
     ap.add_argument("--share", choices=("on", "off", "both"), default="on",
                     help="frames read once per sweep (on), per configuration as before (off), or both in one run")
+    ap.add_argument("--device-bank", choices=("auto", "on", "off", "both"), default="auto",
+                    help="crops and pooling on the device (on: MMMOS_DEVICE_BANK=1), on the host (off), both in one "
+                         "run, or the default choice (auto: on the device unless it is cpu)")
     a = ap.parse_args(argv)
     run(Path(a.out), a.scale, a.jobs, schedules=tuple(a.schedules.split(",")), encoders=not a.no_encoder_cost,
-        device=a.device, share=a.share)
+        device=a.device, share=a.share, device_bank=a.device_bank)
     print((Path(a.out) / f"sweep_scale{a.scale:g}.md").read_text())
 
 

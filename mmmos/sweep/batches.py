@@ -20,6 +20,11 @@ def batches(n: int, bs: int, rng: np.random.Generator | None):
 
 def inputs(bank, head, idx, starts, torch, device):
     """The head's input for items ``idx`` (crops at ``starts``; None = whole clips), on ``device``."""
+    if getattr(bank, "on_device", False):  # a TorchBank (device_bank.py): the tensors are already there
+        if head.needs_frames:
+            x, lengths = bank.frame_batch(idx, starts)
+            return x, torch.from_numpy(lengths)
+        return bank.pooled(idx, starts), None
     if head.needs_frames:
         x, lengths = bank.frame_batch(idx, starts)
         # lengths stay on the CPU: pack_padded_sequence wants them there

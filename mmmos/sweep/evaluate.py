@@ -11,6 +11,7 @@ from mmmos.core.rundir import ConfigDir
 from mmmos.core.tasks import Task, get_task
 
 from .batches import default_batch_size, feature_bank, predict
+from .device_bank import device_bank
 from .configs import TrainConfig
 from .labels import LabelSet, lost_clips, select_clips
 
@@ -74,7 +75,7 @@ def score_set(cdir: ConfigDir, ls: LabelSet, store, cfg: TrainConfig, task: Task
     frames = head.needs_frames
     bank, df = usable_bank(groups, df, cfg, frames, ls.name, notes, dropped)
     bs = cfg.batch_size or default_batch_size(frames)
-    z = predict(head, bank, bs, torch, device, task.n_axes).astype(np.float64)
+    z = predict(head, device_bank(bank, device), bs, torch, device, task.n_axes).astype(np.float64)
     y = z * sd + mu
     if cfg.clip_predictions:
         y = np.clip(y, task.lo, task.hi)

@@ -19,6 +19,7 @@ from mmmos.core.rundir import ConfigDir, ConfigRecord, ModelRecord
 from mmmos.core.tasks import get_task
 
 from .batches import batches, default_batch_size, inputs, predict, zstats
+from .device_bank import device_bank
 from .configs import TrainConfig, config_json
 from .evaluate import score_set, usable_bank
 from .labels import LabelSet, MissingClipsError, select_clips
@@ -126,6 +127,7 @@ def train_configuration(cfg: TrainConfig, store_path: str, train: LabelSet, dev:
         raise TooFewClipsError(f"{cfg.name}: no labelled dev clips usable")
     bank_tr, tr = usable_bank(groups, tr, cfg, frames, train.name, notes, dropped)
     bank_dv, dv = usable_bank(groups, dv, cfg, frames, dev.name, notes, dropped)
+    bank_tr, bank_dv = device_bank(bank_tr, cfg.device), device_bank(bank_dv, cfg.device)
     t_load = time.perf_counter() - t_load
 
     y_tr = tr.select(task.axes).to_numpy().astype(np.float64)
