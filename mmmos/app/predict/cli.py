@@ -118,8 +118,6 @@ def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "prompt", None) or getattr(args, "prompts", None) or getattr(args, "distribution", False):
         raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
                              f"{args.model} scores audio alone")
-    from .cache import DamagedCacheWarning
-
     items = expand_inputs(args.inputs, args.data_root)
     threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
     with warnings.catch_warnings(record=True) as caught:
@@ -139,14 +137,23 @@ def run_cli(args: argparse.Namespace) -> int:
          + f"; {threads} math thread{'s' if threads != 1 else ''}; precision "
          + ", ".join(f"{pred.records[k]['name']} {p}" for k, p in pred.encoders.precisions.items()))
     t0 = time.perf_counter()
-    n_notes = len(pred.cache_notes)
-    with warnings.catch_warnings():  # damaged cached clips are worded in the log below, not as raw warnings
-        warnings.simplefilter("ignore", DamagedCacheWarning)
-        results = list(pred.predict_items(items, progress=not args.no_progress))
+    results, notes = _score(pred, items, not args.no_progress)
     write_table(results_table(results, args.per_window, pred.axes), args.out)
-    for note in pred.cache_notes[n_notes:]:
+    for note in notes:
         _log(note)
     return _report(results, time.perf_counter() - t0, args.out, pred)
+
+
+def _score(pred, items, progress: bool) -> tuple[list, list[str]]:
+    """Every item scored, and the cache notes the scoring added; damaged cached clips are worded in the
+    command's log by the caller, not as raw warnings."""
+    from .cache import DamagedCacheWarning
+
+    n_notes = len(pred.cache_notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedCacheWarning)
+        results = list(pred.predict_items(items, progress=progress))
+    return results, pred.cache_notes[n_notes:]
 
 
 _AUDIO_ONLY = ("window", "hop", "per_window")
@@ -157,7 +164,7 @@ def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
     pair was scored, 3 when some rows carry an error."""
     from mmmos.core.threads import apply_thread_policy
 
-    from .cache import DamagedCacheWarning, summarize
+    from .cache import summarize
     from .loader import load_predictor
     from .tables import write_table
     from .track1 import expand_prompted_inputs, prompted_table
@@ -177,10 +184,7 @@ def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
     print(f"mmmos predict: Track 1 model of {len(pred.members)} members; {len(items)} (audio, prompt) pairs; "
           f"{threads} math thread{'s' if threads != 1 else ''}", file=sys.stderr)
     t0 = time.perf_counter()
-    n_notes = len(pred.cache_notes)
-    with warnings.catch_warnings():  # damaged cached clips are worded in the log below, not as raw warnings
-        warnings.simplefilter("ignore", DamagedCacheWarning)
-        results = list(pred.predict_items(items, progress=not args.no_progress))
+    results, notes = _score(pred, items, not args.no_progress)
     write_table(prompted_table(results, pred.axes, args.distribution), args.out)
     bad = [r for r in results if r.error is not None]
     from_cache = sum(r.source == "cache" for r in results)
@@ -189,7 +193,7 @@ def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
           + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     if pred.cache is not None:
         print(f"mmmos predict: {summarize([r.cache for r in results if r.cache is not None])}", file=sys.stderr)
-        for note in pred.cache_notes[n_notes:]:
+        for note in notes:
             print(f"mmmos predict: {note}", file=sys.stderr)
     for r in bad[:10]:
         print(f"  {r.clip_id}: {r.error}", file=sys.stderr)

@@ -1,17 +1,8 @@
 """Track 1 inputs from the cache for training: which clips are usable, and their bank.
 
-The bank itself (:class:`Track1Bank`, :class:`Window`) lives in :mod:`mmmos.cache_store.windows`, shared with
-prediction; it is re-exported here under its old names.
-
-Audio frames are the audio encoder's raw frames (no pooling, no normalisation), kept as fp16 in memory.
-Prompt tokens come from the text encoder's group under :func:`mmmos.core.prompts.prompt_key` (each distinct
-prompt read once). A batch pads audio to its longest item and text to its longest prompt and returns the
-true lengths / token mask, so padding never reaches the model's attention or pooling.
-
-Windows: training takes one random ``crop``-long window per clip per epoch (a shorter clip whole).
-Dev/eval take the whole clip when it is no longer than the crop, else consecutive crop-long windows starting
-at 0, crop, 2 crop, ... with the last one aligned to the clip's end (so every frame is seen and no window is
-short); the caller averages the windows' outputs.
+The bank itself (:class:`Track1Bank`, :class:`Window`: frames and prompt tokens, padding, masks and the window
+plan) lives in :mod:`mmmos.cache_store.windows`, shared with prediction; it is re-exported here under its old
+names.
 """
 from __future__ import annotations
 
