@@ -26,6 +26,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mmmos.core.interrupts import shielded
+
 from .group import EncoderGroup, GroupWriter
 from .locking import folder_lock, pid_alive
 from .records import (ClipInfo, Damage, atomic_write_text, chunk_frames, clip_attributes, clip_from_attributes,
@@ -47,6 +49,18 @@ def _attrs(ds) -> dict:
         return json.loads(str(a["mmmos_clip"]))
     return {"clip_id": str(a["clip_id"]), "path": a.get("path"), "duration": a["duration"],
             "n_frames": a["n_frames"]}  # parts written before integrity attributes existed
+
+
+def _complete_clips(f: h5py.File) -> list[str]:
+    """Clip ids of an open part's complete datasets (metadata written); deletes any dataset without it."""
+    out = []
+    for k in list(f["clips"]):
+        a = f["clips"][k].attrs
+        if "mmmos_clip" in a:
+            out.append(json.loads(str(a["mmmos_clip"]))["clip_id"])
+        else:
+            del f["clips"][k]
+    return out
 
 
 class Group(EncoderGroup):
@@ -133,6 +147,11 @@ class Writer(GroupWriter):
             pid = int(t.name.split("-")[-2])
             if not pid_alive(pid):
                 t.unlink(missing_ok=True)
+        with folder_lock(self.root):  # a sidecar is written just before its part's rename, under the same lock
+            for s in self.parts.glob("*.h5" + SIDECAR):
+                part = s.with_name(s.name[: -len(SIDECAR)])
+                if not part.exists() and not part.with_name(part.name + ".tmp").exists():
+                    s.unlink(missing_ok=True)  # its part never landed: it must not name clips as committed
 
     def _open(self) -> h5py.File:
         if self._f is None:
@@ -176,7 +195,7 @@ class Writer(GroupWriter):
             ds.attrs.update({"path": path or "", "duration": float(duration), "n_frames": int(len(data))})
             if "\x00" not in clip_id:  # HDF5 strings cannot hold NUL; the JSON attribute above can
                 ds.attrs["clip_id"] = clip_id
-        except Exception:
+        except BaseException:
             if key in f["clips"]:  # never leave a dataset without its metadata
                 del f["clips"][key]
             raise
@@ -188,20 +207,25 @@ class Writer(GroupWriter):
     def commit(self):
         if self._f is None:
             return
-        self._f.flush()
-        self._f.close()
-        self._f = None
-        pending, self._pending = self._pending, []
-        if not pending:
-            self._tmp.unlink(missing_ok=True)
-            return
-        final = self._tmp.with_suffix("")  # drop ".tmp"
-        with folder_lock(self.root):  # claimers see either our claims or the committed part
-            atomic_write_text(self.parts / (final.name + SIDECAR), json.dumps(
-                {"committed_ns": time.time_ns(), "clips": {clip_key(c): c for c in pending}}, ensure_ascii=True))
-            os.replace(self._tmp, final)
-            self._mine.add(final.name)
-        self._committed_now(pending)
+        with shielded():  # the sidecar and the part's rename land together or not at all
+            # the part's own datasets, not our list, say what it holds: an interrupt between a dataset's creation
+            # and the list's update must neither hide a clip from the sidecar nor commit one without metadata
+            pending = _complete_clips(self._f)
+            self._f.flush()
+            self._f.close()
+            self._f = None
+            self._pending = []
+            if not pending:
+                self._tmp.unlink(missing_ok=True)
+                return
+            final = self._tmp.with_suffix("")  # drop ".tmp"
+            with folder_lock(self.root):  # claimers see either our claims or the committed part
+                atomic_write_text(self.parts / (final.name + SIDECAR), json.dumps(
+                    {"committed_ns": time.time_ns(), "clips": {clip_key(c): c for c in pending}},
+                    ensure_ascii=True))
+                os.replace(self._tmp, final)
+                self._mine.add(final.name)
+            self._committed_now(pending)
 
     def close(self):
         super().close()

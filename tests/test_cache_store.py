@@ -133,6 +133,56 @@ def test_hdf5_uncommitted_part_is_invisible(tmp_path):
     w.close()
 
 
+def _sidecar_clips(root) -> list[str]:
+    return sorted(c for f in root.glob("encoders/*/parts/*.h5.index.json")
+                  for c in json.loads(f.read_text())["clips"].values())
+
+
+def test_hdf5_interrupt_after_a_dataset_still_lists_it_in_the_sidecar(tmp_path):
+    """CI saw it: a Ctrl-C between a clip's dataset and the writer's bookkeeping committed the clip in the part but
+    not in the part's sidecar (the list that names the clips of a part that no longer opens)."""
+    class Cut(list):
+        def append(self, x):
+            raise KeyboardInterrupt
+
+    st = open_store(tmp_path / "c", backend="hdf5", create=True)
+    w = st.writer(_ident())
+    w.write("a", np.ones((3, 8)), None, 0.06)
+    w._pending = Cut(w._pending)
+    with pytest.raises(KeyboardInterrupt):
+        w.write("b", np.full((3, 8), 2.0), None, 0.06)
+    w.close()  # what the command's cleanup does
+    g = open_store(tmp_path / "c").group("enc")
+    assert g.clip_ids() == ["a", "b"] and np.array_equal(g.read("b"), np.full((3, 8), 2.0, np.float16))
+    assert _sidecar_clips(tmp_path / "c") == ["a", "b"]
+
+
+def test_hdf5_dataset_without_metadata_is_not_committed(tmp_path):
+    st = open_store(tmp_path / "c", backend="hdf5", create=True)
+    w = st.writer(_ident())
+    w.write("a", np.ones((3, 8)), None, 0.06)
+    w._f["clips"].create_dataset("half", data=np.ones((3, 8), np.float16))  # cut before its attributes
+    w.close()
+    g = open_store(tmp_path / "c").group("enc")
+    assert g.clip_ids() == ["a"] and not g.verify() and _sidecar_clips(tmp_path / "c") == ["a"]
+
+
+def test_hdf5_sidecar_of_a_part_that_never_landed_is_removed(tmp_path):
+    """A sidecar is written just before its part's rename; one whose part is gone (the run died between the two)
+    must not keep naming clips as committed, or a concurrent writer would skip them as done elsewhere."""
+    st = open_store(tmp_path / "c", backend="hdf5", create=True)
+    with st.writer(_ident()) as w:
+        w.write("a", np.ones((3, 8)), None, 0.06)
+    parts = next((tmp_path / "c" / "encoders").glob("*/parts"))
+    orphan = parts / "part-elsewhere-1-00000.h5.index.json"
+    orphan.write_text(json.dumps({"committed_ns": 1, "clips": {"b": "b"}}))
+    live = parts / "part-elsewhere-2-00000.h5.index.json"  # its part is still being renamed: kept
+    live.write_text(json.dumps({"committed_ns": 1, "clips": {"c": "c"}}))
+    (parts / "part-elsewhere-2-00000.h5.tmp").write_bytes(b"")
+    st.writer(_ident()).close()
+    assert not orphan.exists() and live.exists() and _sidecar_clips(tmp_path / "c") == ["a", "c"]
+
+
 def test_backend_mismatch_refused(tmp_path):
     open_store(tmp_path / "c", backend="hdf5", create=True)
     with pytest.raises(CacheError, match="hdf5"):

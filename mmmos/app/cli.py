@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from mmmos.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError
+from mmmos.core.exiting import end_process, native_teardown_skipped
 from mmmos.core.interrupts import exit_status, install_handlers, restore_handlers
 
 PROG = "mmmos"
@@ -151,13 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the sub-command and return the exit status."""
     previous = install_handlers()  # SIGTERM ends a command like Ctrl-C (cleanup runs), exit 143
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        status = _main(list(sys.argv[1:] if argv is None else argv))
     finally:
         restore_handlers(previous)
         if argv is None and threading.current_thread() is threading.main_thread():
             # the process is only exiting now: a Ctrl-C during the interpreter's shutdown (atexit hooks) would
             # print a traceback from there; its default action ends the process quietly instead
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if argv is None and native_teardown_skipped():
+        end_process(status)  # Ray's C++ exit hook can crash a finished command (mmmos.core.exiting)
+    return status
 
 
 def _main(argv: list[str]) -> int:

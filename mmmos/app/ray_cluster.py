@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from mmmos.core.argtypes import non_negative_int, positive_float, positive_int
 from mmmos.core.errors import UserError
+from mmmos.core.exiting import skip_native_teardown
 from mmmos.core.interrupts import Terminated, service_processes, shielded
 
 LOCAL = "local"  # the ``--ray`` value meaning "start a Ray instance on this machine"
@@ -131,6 +132,7 @@ def ray_session(address: str | None):
     # service_processes: none of a local instance's daemons outlives the command, and the SIGINT/SIGTERM handlers
     # Ray replaces (in init and again in shutdown) are put back
     with service_processes() as reinstate_handlers, _own_sigterm(ray):
+        skip_native_teardown("ray")  # its core worker's C++ exit hook races its own I/O thread (SIGSEGV)
         try:
             ray.init(address=address, log_to_driver=True, logging_level="WARNING", **local)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -1,0 +1,43 @@
+"""A command that started a service with an unsafe native exit hook (Ray's core worker) ends without it.
+
+The native hook here is libc's ``abort`` registered with ``__cxa_atexit``, standing in for Ray's core-worker
+destructor that crashed finished commands (SIGSEGV after the last line; see mmmos.core.exiting)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's __cxa_atexit")
+
+SCRIPT = """
+import atexit, ctypes, sys
+libc = ctypes.CDLL(None)
+libc.__cxa_atexit(libc.abort, None, None)  # a native exit hook that crashes the process
+atexit.register(lambda: print("python exit hook ran", flush=True))
+from mmmos.core.exiting import skip_native_teardown
+if sys.argv[1] == "skip":
+    skip_native_teardown("test")
+print("last line, not flushed", end="")
+sys.argv = ["mmmos", sys.argv[2]]
+from mmmos.app.cli import main
+sys.exit(main())
+"""
+
+
+def _run(mode: str, arg: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SCRIPT, mode, arg], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("arg, status", [("--help", 0), ("--no-such-option", 2)])
+def test_the_cli_ends_the_process_without_native_exit_hooks_when_asked(arg, status):
+    r = _run("skip", arg)
+    assert r.returncode == status, r.stderr
+    assert "python exit hook ran" in r.stdout and "last line, not flushed" in r.stdout
+
+
+def test_without_the_request_the_native_hook_runs():
+    """The stand-in really crashes an ordinary exit: the test above would fail without end_process."""
+    r = _run("keep", "--help")
+    assert r.returncode == -6 and "python exit hook ran" in r.stdout
