@@ -97,6 +97,9 @@ def test_free_cores_from_injected_load_quota_and_affinity(tmp_path):
     # a cgroup quota of 1.5 CPUs on 8 cores: 2 threads; then two busy cores of load leave... at least 1
     assert free_cores(affinity=8, quota=1.5, load=0.0, own_load=0.0) == 2
     assert free_cores(affinity=8, quota=4.0, load=2.4, own_load=0.0) == 2
+    # a process that started a moment ago is not in the load average yet, but is runnable now
+    assert free_cores(affinity=2, quota=None, load=0.0, own_load=0.0, running=1.0) == 1
+    assert free_cores(affinity=4, quota=None, load=1.0, own_load=0.0, running=0.0) == 3
     # the affinity mask caps everything
     assert free_cores(affinity=1, quota=None, load=0.0, own_load=0.0) == 1
     # cgroup files: v2 cpu.max, v1 cfs quota, unlimited

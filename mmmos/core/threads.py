@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from .errors import UserError
@@ -90,13 +91,30 @@ def _own_load() -> float:
         return 0.0
 
 
-def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load: float | None = None,
-               own_load: float | None = None) -> int:
-    """Cores this process can actually use now: ``min(affinity, ceil(cgroup quota))`` minus the cores
-    other processes keep busy (1-minute load average minus this process's own share, rounded), at least 1.
+def running_now(samples: int = 5, gap: float = 0.01) -> float | None:
+    """Other runnable threads right now: the median over ``samples`` reads of /proc/loadavg's
+    running count, less this thread (None where there is no /proc).  The 1-minute load average lags a
+    process that has just started by a minute; this sees it at once."""
+    counts = []
+    for i in range(samples):
+        try:
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        if i + 1 < samples:
+            time.sleep(gap)
+    return float(sorted(counts)[len(counts) // 2])
 
-    Every input can be injected (tests; ``quota=None`` means no quota); by default they are read from
-    ``os.sched_getaffinity``, the cgroup's ``cpu.max`` and ``os.getloadavg``."""
+
+def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load: float | None = None,
+               own_load: float | None = None, running: float | None = -1.0) -> int:
+    """Cores this process can actually use now: ``min(affinity, ceil(cgroup quota))`` minus the cores
+    other processes keep busy, at least 1.  Busy = the larger of the 1-minute load average minus this
+    process's own share and the runnable threads of others right now (:func:`running_now`), rounded.
+
+    Every input can be injected (tests; ``quota=None`` / ``running=None`` mean none); by default they are
+    read from ``os.sched_getaffinity``, the cgroup's ``cpu.max``, ``os.getloadavg`` and /proc/loadavg
+    (the instantaneous count is read only when the load average is not injected)."""
     cores = available_cores() if affinity is None else max(1, int(affinity))
     if quota == -1.0:
         quota = cgroup_cpu_limit()
@@ -107,8 +125,13 @@ def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):
             load = 0.0
+        if running == -1.0:
+            running = running_now()
     own = _own_load() if own_load is None else own_load
-    busy = max(0, int(math.floor(max(0.0, load - own) + 0.5)))
+    others = max(0.0, load - own)
+    if running is not None and running != -1.0:
+        others = max(others, float(running))
+    busy = max(0, int(math.floor(others + 0.5)))
     return max(1, cores - busy)
 
 
@@ -180,4 +203,4 @@ def configure_threads(n_threads: int | None = None) -> int:
 
 
 __all__ = ["OVERRIDE_ENV", "SMALL_ITEM_SECONDS", "THREAD_ENV_VARS", "ThreadSettingError", "apply_thread_policy",
-           "available_cores", "cgroup_cpu_limit", "configure_threads", "free_cores", "policy_threads", "thread_override", "threads_per_worker"]
+           "available_cores", "cgroup_cpu_limit", "configure_threads", "free_cores", "policy_threads", "running_now", "thread_override", "threads_per_worker"]
