@@ -99,7 +99,8 @@ def test_free_cores_from_injected_load_quota_and_affinity(tmp_path):
     assert free_cores(affinity=8, quota=4.0, load=2.4, own_load=0.0) == 2
     # a process that started a moment ago is not in the load average yet, but is runnable now
     assert free_cores(affinity=2, quota=None, load=0.0, own_load=0.0, running=1.0) == 1
-    assert free_cores(affinity=4, quota=None, load=1.0, own_load=0.0, running=0.0) == 3
+    # ... and one that has just stopped is still in the load average but no longer runnable
+    assert free_cores(affinity=4, quota=None, load=1.0, own_load=0.0, running=0.0) == 4
     # the affinity mask caps everything
     assert free_cores(affinity=1, quota=None, load=0.0, own_load=0.0) == 1
     # cgroup files: v2 cpu.max, v1 cfs quota, unlimited
@@ -154,6 +155,7 @@ def test_sweep_worker_initializer_sets_threads_per_worker():
         "from mmmos.sweep.workers import init_worker\n"
         "os.environ.pop('MMMOS_THREADS', None)\n"
         "os.getloadavg = lambda: (0.0, 0.0, 0.0)\n"
+        "import mmmos.core.threads as t; t.running_now = lambda *a, **k: 0.0\n"
         "init_worker(os.getppid(), 2)\n"
         "print(json.dumps({'torch': torch.get_num_threads(), 'want': threads_per_worker(2),"
         " 'omp': os.environ['OMP_NUM_THREADS']}))"
@@ -209,14 +211,16 @@ def predictor(tmp_path_factory):
 
 
 def _predict(model, inputs, out, *extra, env_extra=None, load=None):
-    """Run ``mmmos predict``; with ``load`` the process sees that 1-minute load average (os.getloadavg
-    patched before the command starts), so the thread rule's input is fixed, not the machine's."""
+    """Run ``mmmos predict``; with ``load`` the process sees that 1-minute load average and that many
+    other runnable threads (os.getloadavg and running_now patched before the command starts), so the thread
+    rule's input is fixed, not the machine's."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV_VARS and k != "MMMOS_THREADS"}
     env.update(env_extra or {})
     if load is not None:
         cmd = [sys.executable, "-c", f"import os, runpy, sys; os.getloadavg = lambda: ({load!r},) * 3; "
+               f"import mmmos.core.threads as t; t.running_now = lambda *a, **k: {load!r}; "
                "sys.argv[0] = 'mmmos'; runpy.run_module('mmmos.app.cli', run_name='__main__')"]
     else:
         cmd = [sys.executable, "-m", "mmmos.app.cli"]

@@ -109,8 +109,10 @@ def running_now(samples: int = 5, gap: float = 0.01) -> float | None:
 def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load: float | None = None,
                own_load: float | None = None, running: float | None = -1.0) -> int:
     """Cores this process can actually use now: ``min(affinity, ceil(cgroup quota))`` minus the cores
-    other processes keep busy, at least 1.  Busy = the larger of the 1-minute load average minus this
-    process's own share and the runnable threads of others right now (:func:`running_now`), rounded.
+    other processes keep busy, at least 1.  Busy = the runnable threads of others right now
+    (:func:`running_now`, /proc/loadavg) where known, else the 1-minute load average minus this process's
+    own share; rounded.  (The load average lags by a minute both ways: measured, a quiet run started right
+    after a busy one saw the old load and took 1 thread.)
 
     Every input can be injected (tests; ``quota=None`` / ``running=None`` mean none); by default they are
     read from ``os.sched_getaffinity``, the cgroup's ``cpu.max``, ``os.getloadavg`` and /proc/loadavg
@@ -127,10 +129,11 @@ def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load:
             load = 0.0
         if running == -1.0:
             running = running_now()
-    own = _own_load() if own_load is None else own_load
-    others = max(0.0, load - own)
     if running is not None and running != -1.0:
-        others = max(others, float(running))
+        others = max(0.0, float(running))  # what is runnable now: no lag either way
+    else:  # no /proc: the 1-minute load average less our own share (lags a minute both ways)
+        own = _own_load() if own_load is None else own_load
+        others = max(0.0, load - own)
     busy = max(0, int(math.floor(others + 0.5)))
     return max(1, cores - busy)
 
