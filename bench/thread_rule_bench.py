@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.threads_bench import busy_loop, make_predictor, max_difference
-from mmmos.core.threads import OVERRIDE_ENV, THREAD_ENV_VARS
+from mmmos.core.threads import OVERRIDE_ENV, THREAD_ENV_VARS, running_now
 
 VARIANTS = ("rule", "t1", "t2")
 
@@ -85,11 +85,13 @@ def run(out: Path, files: int = 8, seconds: float = 10.0, reps: int = 2) -> Path
                     time.sleep(1.0)
                 order = VARIANTS[rep % 3:] + VARIANTS[: rep % 3]
                 for v in order:
+                    others = running_now()  # what the rule sees (other runnable threads) just before the run
                     r = predict_once(model, folder, work / f"scores_{v}.csv", v)
+                    r["others_running"] = others
                     rows[(cond, v)].append(r)
                     scores.setdefault(v, r["scores"])
                     print(f"  rep {rep} {cond:5s} {v:4s} wall {r['wall']:.2f} s scoring {r['scoring']} s "
-                          f"threads {r['threads']}", flush=True)
+                          f"threads {r['threads']} others running {others}", flush=True)
             finally:
                 if hog is not None:
                     hog.kill()
@@ -98,7 +100,8 @@ def run(out: Path, files: int = 8, seconds: float = 10.0, reps: int = 2) -> Path
     for cond in ("quiet", "busy"):
         med = {v: {"wall": statistics.median(r["wall"] for r in rows[(cond, v)]),
                    "scoring": statistics.median(r["scoring"] for r in rows[(cond, v)]),
-                   "rule_threads": sorted({r["threads"] for r in rows[(cond, v)]})} for v in VARIANTS}
+                   "rule_threads": sorted({r["threads"] for r in rows[(cond, v)]}),
+                   "others_running": [r["others_running"] for r in rows[(cond, v)]]} for v in VARIANTS}
         summary[cond] = {"median_seconds": med,
                          "ratio_rule_vs_t1_scoring": med["rule"]["scoring"] / med["t1"]["scoring"],
                          "ratio_rule_vs_t2_scoring": med["rule"]["scoring"] / med["t2"]["scoring"],
@@ -111,11 +114,13 @@ def run(out: Path, files: int = 8, seconds: float = 10.0, reps: int = 2) -> Path
     md = [f"# Thread rule: `mmmos predict` on {files} x {seconds:g}-s files, {reps} interleaved repetitions", "",
           f"Command: `{command}`  ", f"CPU: {rep['cpu']['model']}, {rep['cpu']['cores']} cores, "
           f"avx512_bf16 {rep['cpu']['avx512_bf16']}, amx {rep['cpu']['amx']}; a shared machine (other jobs ran).", "",
-          "| condition | variant | threads used | wall s (median) | scoring s (median) |", "| --- | --- | ---: | ---: | ---: |"]
+          "| condition | variant | threads used | other runnable threads before each run | wall s (median) | scoring s (median) |",
+          "| --- | --- | ---: | --- | ---: | ---: |"]
     for cond in ("quiet", "busy"):
         for v in VARIANTS:
             m = summary[cond]["median_seconds"][v]
-            md.append(f"| {cond} | {v} | {','.join(map(str, m['rule_threads']))} | {m['wall']:.2f} | {m['scoring']:.2f} |")
+            md.append(f"| {cond} | {v} | {','.join(map(str, m['rule_threads']))} | "
+                      f"{', '.join(f'{x:g}' for x in m['others_running'])} | {m['wall']:.2f} | {m['scoring']:.2f} |")
     md += ["", "| condition | rule / t1 (scoring) | rule / t2 (scoring) | rule / t1 (wall) | rule / t2 (wall) |",
            "| --- | ---: | ---: | ---: | ---: |"]
     for cond in ("quiet", "busy"):
