@@ -50,7 +50,7 @@ def run(out: Path, seconds: float = 90.0) -> Path:
     rows = make_audio(work / "audio", seconds, seed=1)
     from mmmos.core.threads import apply_thread_policy
 
-    threads = apply_thread_policy(items=len(rows))  # as `mmmos predict` over these files does
+    threads = apply_thread_policy(items=len(rows), load_aware=True)  # as `mmmos predict` over these files does
     pred = Predictor.load(pdir, device="cpu")
     enc_time = {"t": 0.0}
     for enc in pred.encoders.loaded.values():  # time the forward passes only

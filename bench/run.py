@@ -18,6 +18,7 @@ BENCHES = {  # name -> module with run(out, ...) returning (or writing) its mark
     "ensemble": "bench.ensemble_bench",
     "predict": "bench.predict_bench",
     "threads": "bench.threads_bench",
+    "thread_rule": "bench.thread_rule_bench",
     "precision": "bench.precision_bench",
     "precision_profile": "bench.precision_profile",
     "faults": "bench.faults",
@@ -53,6 +54,8 @@ def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
         return out / f"sweep_scale{a.scale:g}.md"
     if name == "threads":
         return mod.run(out, a.threads_files, a.threads_reps)
+    if name == "thread_rule":
+        return mod.run(out)
     if name == "faults":
         mod.main(["--out", str(out)])
         return out / "faults.md"

@@ -75,9 +75,58 @@ def test_policy_by_workload():
 
     assert policy_threads(cores=8) == 8  # one process, one large item (or unknown): every core
     assert policy_threads(items=1, cores=8) == 8
-    assert policy_threads(items=360, cores=8) == 1  # many short items in one process
+    assert policy_threads(items=360, cores=8) == 8  # several items in one process: the free cores (issue 21)
+    assert policy_threads(items=360, cores=8, item_seconds=0.5) == 1  # many items known to be tiny
+    assert policy_threads(items=1, cores=8, item_seconds=0.5) == 8
+    assert policy_threads(items=24, cores=8, item_seconds=10.0) == 8
     assert policy_threads(workers=2, cores=8) == 4  # --jobs 2
     assert policy_threads(workers=3, items=50, cores=2) == 1
+
+
+def test_only_predict_follows_the_load(monkeypatch):
+    """A sweep or an extraction takes every core whatever else runs (their float sums must not depend on the
+    machine's load); predict takes the free ones."""
+    import mmmos.core.threads as t
+
+    monkeypatch.setattr(t, "free_cores", lambda **kw: 1)  # a busy machine
+    monkeypatch.setattr(t, "available_cores", lambda: 4)
+    assert t.policy_threads() == 4 and t.policy_threads(workers=2) == 2
+    assert t.policy_threads(items=10, load_aware=True) == 1 and t.policy_threads(workers=2, load_aware=True) == 1
+
+
+def test_free_cores_from_injected_load_quota_and_affinity(tmp_path):
+    from mmmos.core.threads import cgroup_cpu_limit, free_cores
+
+    # idle machine: every core the process may use
+    assert free_cores(affinity=2, quota=None, load=0.0, own_load=0.0) == 2
+    # one other CPU-bound process (load 1 plus our own share): one core left
+    assert free_cores(affinity=2, quota=None, load=1.3, own_load=0.3) == 1
+    # our own load is not someone else's: a load of 1.0 that is all ours leaves both cores
+    assert free_cores(affinity=2, quota=None, load=1.0, own_load=1.0) == 2
+    # busier than the cores: still one thread
+    assert free_cores(affinity=2, quota=None, load=9.0, own_load=0.0) == 1
+    # a cgroup quota of 1.5 CPUs on 8 cores: 2 threads; then two busy cores of load leave... at least 1
+    assert free_cores(affinity=8, quota=1.5, load=0.0, own_load=0.0) == 2
+    assert free_cores(affinity=8, quota=4.0, load=2.4, own_load=0.0) == 2
+    # a process that started a moment ago is not in the load average yet, but is runnable now
+    assert free_cores(affinity=2, quota=None, load=0.0, own_load=0.0, running=1.0) == 1
+    # ... and one that has just stopped is still in the load average but no longer runnable
+    assert free_cores(affinity=4, quota=None, load=1.0, own_load=0.0, running=0.0) == 4
+    # the affinity mask caps everything
+    assert free_cores(affinity=1, quota=None, load=0.0, own_load=0.0) == 1
+    # cgroup files: v2 cpu.max, v1 cfs quota, unlimited
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path)) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(str(v1)) == 3.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(str(v1)) is None
+    assert cgroup_cpu_limit(str(tmp_path / "missing")) is None
 
 
 def test_override_env_wins_and_bad_values_are_user_errors(monkeypatch):
@@ -98,7 +147,7 @@ def test_apply_thread_policy_sets_what_it_returns():
     got = _run(
         "import json, os, torch\n"
         "from mmmos.core.threads import apply_thread_policy\n"
-        "a = apply_thread_policy(items=10)\n"
+        "a = apply_thread_policy(items=10, item_seconds=0.5)\n"
         "ta = torch.get_num_threads()\n"
         "os.environ['MMMOS_THREADS'] = '2'\n"
         "b = apply_thread_policy(items=10)\n"
@@ -116,6 +165,8 @@ def test_sweep_worker_initializer_sets_threads_per_worker():
         "from mmmos.core.threads import threads_per_worker\n"
         "from mmmos.sweep.workers import init_worker\n"
         "os.environ.pop('MMMOS_THREADS', None)\n"
+        "os.getloadavg = lambda: (0.0, 0.0, 0.0)\n"
+        "import mmmos.core.threads as t; t.running_now = lambda *a, **k: 0.0\n"
         "init_worker(os.getppid(), 2)\n"
         "print(json.dumps({'torch': torch.get_num_threads(), 'want': threads_per_worker(2),"
         " 'omp': os.environ['OMP_NUM_THREADS']}))"
@@ -170,12 +221,21 @@ def predictor(tmp_path_factory):
     return model, audio
 
 
-def _predict(model, inputs, out, *extra, env_extra=None):
+def _predict(model, inputs, out, *extra, env_extra=None, load=None):
+    """Run ``mmmos predict``; with ``load`` the process sees that 1-minute load average and that many
+    other runnable threads (os.getloadavg and running_now patched before the command starts), so the thread
+    rule's input is fixed, not the machine's."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV_VARS and k != "MMMOS_THREADS"}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "mmmos.app.cli", "predict", *map(str, inputs), "--model", str(model),
+    if load is not None:
+        cmd = [sys.executable, "-c", f"import os, runpy, sys; os.getloadavg = lambda: ({load!r},) * 3; "
+               f"import mmmos.core.threads as t; t.running_now = lambda *a, **k: {load!r}; "
+               "sys.argv[0] = 'mmmos'; runpy.run_module('mmmos.app.cli', run_name='__main__')"]
+    else:
+        cmd = [sys.executable, "-m", "mmmos.app.cli"]
+    return subprocess.run([*cmd, "predict", *map(str, inputs), "--model", str(model),
                            "--out", str(out), "--no-progress", *extra], capture_output=True, text=True, env=env,
                           timeout=300)
 
@@ -198,14 +258,19 @@ def test_predict_scores_identical_with_one_and_two_threads(predictor, tmp_path):
     assert abs(a - b).max() <= 1e-6
 
 
-def test_predict_policy_many_files_one_thread_one_file_all_cores(predictor, tmp_path):
+def test_predict_policy_uses_the_free_cores_for_one_or_many_files(predictor, tmp_path):
+    from mmmos.core.threads import free_cores
+
     model, audio = predictor
-    many = _predict(model, [audio], tmp_path / "many.csv")
+    n = free_cores(load=0.0, own_load=0.0)  # this machine's cores (affinity, cgroup quota), nothing else running
+    many = _predict(model, [audio], tmp_path / "many.csv", load=0.0)  # idle machine: several files get every free core
     assert many.returncode == 0, many.stderr
-    assert "; 1 math thread;" in many.stderr
-    one = _predict(model, [audio / "clip3.wav"], tmp_path / "one.csv")
+    assert f"; {n} math thread{'s' if n != 1 else ''};" in many.stderr
+    busy = _predict(model, [audio], tmp_path / "busy.csv", load=float(available_cores() + 4))  # every core busy
+    assert busy.returncode == 0, busy.stderr
+    assert "; 1 math thread;" in busy.stderr
+    one = _predict(model, [audio / "clip3.wav"], tmp_path / "one.csv", load=0.0)
     assert one.returncode == 0, one.stderr
-    n = available_cores()
     assert f"; {n} math thread{'s' if n != 1 else ''};" in one.stderr
     forced = _predict(model, [audio], tmp_path / "forced.csv", env_extra={"MMMOS_THREADS": "2"})
     assert "; 2 math threads;" in forced.stderr

@@ -2,8 +2,12 @@
 
 Rule (measured on shared 2-core machines; it holds wherever a forward pass is short):
 
-* **Many short, independent items** - ``extract --jobs``, Ray workers, ``predict`` over many short files,
-  ``sweep --jobs``: one process per core, each with ONE intra-op thread
+* **Cores actually free**, for ``predict`` only: it uses ``free_cores()`` = min(affinity, cgroup quota) minus
+  the cores other processes keep busy (threads runnable now, from /proc/loadavg).  An idle machine gets
+  every core for ``predict`` of one or several files; a machine busy with other work gets 1.  Training and
+  extraction keep a count that does not depend on the machine's load (their sums must not change with it).
+* **Many short, independent items** - ``extract --jobs``, Ray workers, ``sweep --jobs``, and items known
+  to be short (< ``SMALL_ITEM_SECONDS`` each): one process per core, each with ONE intra-op thread
   (``configure_threads(1)`` in every worker, before its first forward).  Items run side by side with no
   synchronisation; intra-op threads on a short forward spend much of their time in barriers.
 * **One large forward** - one long clip, a big batch, a single-process run: intra-op threads = the cores
@@ -14,8 +18,8 @@ Rule (measured on shared 2-core machines; it holds wherever a forward pass is sh
 Every command applies the rule through :func:`apply_thread_policy` (``workers``: processes it runs side by
 side; ``items``: independent items one process scores in turn), and ``MMMOS_THREADS=N`` overrides it for
 all of them (e.g. two ``extract --shard`` processes started by hand: ``MMMOS_THREADS=1``).  Per command:
-``predict`` of several files -> 1; ``predict`` of one file -> all cores; ``sweep --jobs N`` workers ->
-``threads_per_worker(N)``; ``sweep --jobs 1`` and ``extract`` -> all cores; Ray actors -> their CPUs.
+``predict`` (one or several files) -> free cores; ``sweep --jobs N`` workers ->
+``threads_per_worker(N)``; ``sweep --jobs 1`` and ``extract`` -> every core; Ray actors -> their CPUs.
 
 :func:`configure_threads` sets torch's intra-op pool (when torch is loaded), BLAS/OpenMP pools of
 already-loaded libraries through threadpoolctl (when installed), and the environment variables that
@@ -23,8 +27,11 @@ libraries loaded later, and child processes, read at start-up.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
+from pathlib import Path
 
 from .errors import UserError
 
@@ -55,15 +62,106 @@ class ThreadSettingError(UserError, ValueError):
 OVERRIDE_ENV = "MMMOS_THREADS"  # the user's choice, applied by every command instead of the rule
 
 
-def policy_threads(workers: int = 1, items: int | None = None, cores: int | None = None) -> int:
-    """Intra-op threads per process by the rule above: ``workers`` > 1 processes share the cores;
-    one process with several short ``items`` uses 1; one process with one (or an unknown number of)
-    large item(s) uses every core."""
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs this process's cgroup may use (``cpu.max`` quota / period, v2; ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``, v1), None when unlimited or unknown."""
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]
+        if quota != "max" and float(period) > 0:
+            return float(quota) / float(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = float(Path(root, "cpu", "cpu.cfs_quota_us").read_text())
+        period = float(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _own_load() -> float:
+    """This process's share of the 1-minute load average: one runnable thread whose contribution has been
+    growing as 1 - exp(-age/60) since the process started (the kernel's exponential average)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = float(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return 1.0 - math.exp(-max(0.0, uptime - start) / 60.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+def running_now(samples: int = 5, gap: float = 0.01) -> float | None:
+    """Other runnable threads right now: the median over ``samples`` reads of /proc/loadavg's
+    running count, less this thread (None where there is no /proc).  The 1-minute load average lags a
+    process that has just started by a minute; this sees it at once."""
+    counts = []
+    for i in range(samples):
+        try:
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        if i + 1 < samples:
+            time.sleep(gap)
+    return float(sorted(counts)[len(counts) // 2])
+
+
+def free_cores(*, affinity: int | None = None, quota: float | None = -1.0, load: float | None = None,
+               own_load: float | None = None, running: float | None = -1.0) -> int:
+    """Cores this process can actually use now: ``min(affinity, ceil(cgroup quota))`` minus the cores
+    other processes keep busy, at least 1.  Busy = the runnable threads of others right now
+    (:func:`running_now`, /proc/loadavg) where known, else the 1-minute load average minus this process's
+    own share; rounded.  (The load average lags by a minute both ways: measured, a quiet run started right
+    after a busy one saw the old load and took 1 thread.)
+
+    Every input can be injected (tests; ``quota=None`` / ``running=None`` mean none); by default they are
+    read from ``os.sched_getaffinity``, the cgroup's ``cpu.max``, ``os.getloadavg`` and /proc/loadavg
+    (the instantaneous count is read only when the load average is not injected)."""
+    cores = available_cores() if affinity is None else max(1, int(affinity))
+    if quota == -1.0:
+        quota = cgroup_cpu_limit()
+    if quota is not None and quota > 0:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+        if running == -1.0:
+            running = running_now()
+    if running is not None and running != -1.0:
+        others = max(0.0, float(running))  # what is runnable now: no lag either way
+    else:  # no /proc: the 1-minute load average less our own share (lags a minute both ways)
+        own = _own_load() if own_load is None else own_load
+        others = max(0.0, load - own)
+    busy = max(0, int(math.floor(others + 0.5)))
+    return max(1, cores - busy)
+
+
+# Below this many audio-seconds per item, several items in one process run best on one thread: the
+# forward is short and intra-op threads spend it in barriers (issue 12's 2-6-s demo files).
+SMALL_ITEM_SECONDS = 2.0
+
+
+def policy_threads(workers: int = 1, items: int | None = None, cores: int | None = None,
+                   item_seconds: float | None = None, load_aware: bool = False) -> int:
+    """Intra-op threads per process by the rule above: ``workers`` > 1 processes share the cores; one
+    process uses every core it may run on, or with ``load_aware`` (``predict``) the cores that are free
+    (:func:`free_cores`: affinity, cgroup quota, load of other processes) - except many items known to be
+    small (``item_seconds`` < :data:`SMALL_ITEM_SECONDS` each), which use 1.  ``cores`` overrides the core
+    count (tests, callers that know better).
+
+    Training and extraction are not load-aware on purpose: float sums (an LSTM's, a batched encoder's) round
+    differently at different thread counts, and a sweep or a cache must not change with what else the machine
+    was doing; ``predict`` scores agree across thread counts to 1e-6 (tests/test_threads.py)."""
+    if cores is None:
+        cores = free_cores() if load_aware else available_cores()
     if int(workers) > 1:
         return threads_per_worker(workers, cores)
-    if items is not None and int(items) > 1:
+    if items is not None and int(items) > 1 and item_seconds is not None and item_seconds < SMALL_ITEM_SECONDS:
         return 1
-    return cores or available_cores()
+    return cores
 
 
 def thread_override() -> int | None:
@@ -80,11 +178,14 @@ def thread_override() -> int | None:
     return n
 
 
-def apply_thread_policy(workers: int = 1, items: int | None = None, threads: int | None = None) -> int:
+def apply_thread_policy(workers: int = 1, items: int | None = None, threads: int | None = None,
+                        item_seconds: float | None = None, load_aware: bool = False) -> int:
     """Configure this process's threads for its workload and return the number set: ``threads`` when
     given (an explicit option), else ``MMMOS_THREADS``, else :func:`policy_threads`."""
     n = threads if threads is not None else thread_override()
-    return configure_threads(n if n is not None else policy_threads(workers, items))
+    if n is None:
+        n = policy_threads(workers, items, item_seconds=item_seconds, load_aware=load_aware)
+    return configure_threads(n)
 
 
 def configure_threads(n_threads: int | None = None) -> int:
@@ -113,5 +214,5 @@ def configure_threads(n_threads: int | None = None) -> int:
     return n
 
 
-__all__ = ["OVERRIDE_ENV", "THREAD_ENV_VARS", "ThreadSettingError", "apply_thread_policy", "available_cores", "configure_threads",
-           "policy_threads", "thread_override", "threads_per_worker"]
+__all__ = ["OVERRIDE_ENV", "SMALL_ITEM_SECONDS", "THREAD_ENV_VARS", "ThreadSettingError", "apply_thread_policy",
+           "available_cores", "cgroup_cpu_limit", "configure_threads", "free_cores", "policy_threads", "running_now", "thread_override", "threads_per_worker"]

@@ -119,7 +119,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
                              f"{args.model} scores audio alone")
     items = expand_inputs(args.inputs, args.data_root)
-    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
+    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None), load_aware=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
@@ -175,7 +175,7 @@ def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
                              f"scored in the windows the sweep used: whole, or crop-long windows averaged)")
     items = expand_prompted_inputs(args.inputs, task, prompt=args.prompt, prompts=args.prompts,
                                    data_root=args.data_root)
-    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None))
+    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None), load_aware=True)
     pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
                           batch_size=args.batch_size, precision=getattr(args, "precision", "auto"),
                           cache=getattr(args, "cache", None))
