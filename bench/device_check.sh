@@ -31,31 +31,40 @@ cd $PKG
 (nvidia-smi; $PY -c "import torch, transformers, polars; print(torch.__version__, transformers.__version__, polars.__version__)") \
   > "$OUT/machine.txt" 2>&1
 
+# The whole script stays inside BUDGET seconds (a device session has 15 minutes in all, start-up included, and
+# one command at most 10): each step's limit is cut to what is left, and a step with under 15 s left is skipped.
+BUDGET=${BUDGET:-540}
 step() {  # step NAME SECONDS CMD...: run with a time limit, log to $OUT/NAME.log, say how it ended
   local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 15 ]; then
+    echo "$name: skipped ($left s of the $BUDGET-s budget left)" | tee -a "$OUT/steps.txt"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local t0=$SECONDS
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "$name: exit $? after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/steps.txt"
 }
 
-step extract 330 $PY -m bench.extract_bench --device "$DEVICE" --clips "$CLIPS" --repeats 1 --backend hdf5 \
+step extract 210 $PY -m bench.extract_bench --device "$DEVICE" --clips "$CLIPS" --repeats 1 --backend hdf5 \
   --out "$OUT/extract"
 cp "$OUT"/extract/extract.md "$OUT"/extract/extract.json "$OUT"/ 2>/dev/null
 W=$OUT/extract/extract_work
 for p in fp32 bf16 fp16; do
-  step "encoders_$p" 75 $PY -m bench.extract_bench --child encoders --device "$DEVICE" --precision $p \
+  step "encoders_$p" 50 $PY -m bench.extract_bench --child encoders --device "$DEVICE" --precision $p \
     --manifest "$W/manifest.csv" --weights "$($PY -c "import json,bench.extract_bench as b,pathlib;print(json.dumps(b.make_weights(pathlib.Path('$W/weights'))))")"
 done
 grep -h RESULT "$OUT"/encoders_*.log > "$OUT/encoders_by_precision.jsonl" 2>/dev/null
 # band-limited clips only (every 4th clip of the set is 16 kHz mono)
 $PY -c "import polars as pl; d=pl.read_csv('$W/manifest.csv'); d.filter(pl.int_range(pl.len()) % 4 == 3).write_csv('$W/band_limited.csv')"
 for p in auto fp16; do
-  step "band_limited_$p" 60 $PY -m mmmos extract --manifest "$W/band_limited.csv" --store "$W/bl_$p.h5" \
+  step "band_limited_$p" 45 $PY -m mmmos extract --manifest "$W/band_limited.csv" --store "$W/bl_$p.h5" \
     --backend hdf5 --encoders wavlm,muq,m2d --device "$DEVICE" --precision $p --no-progress \
     --weights "wavlm=$W/weights/wavlm" --weights "muq=$W/weights/muq" --weights "m2d=$(ls -d $W/weights/m2d/*80x1001*)"
 done
 SWEEP_SCALE=${SWEEP_SCALE:-0.02}
-step sweep 150 $PY -m bench.sweep_bench --device "$DEVICE" --device-bank both --scale "$SWEEP_SCALE" --jobs 1 \
+step sweep 90 $PY -m bench.sweep_bench --device "$DEVICE" --device-bank both --scale "$SWEEP_SCALE" --jobs 1 \
   --schedules early --no-encoder-cost --out "$OUT/sweep"
 cp "$OUT"/sweep/sweep_scale*.md "$OUT"/sweep/sweep_scale*.json "$OUT"/ 2>/dev/null
 cat "$OUT/steps.txt"
