@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks and write bench_out/*.json + *.md and bench_out/README.md.
 
-    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,threads,precision,faults,ray,track1]
+    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,predict_stages,threads,precision,faults,ray,track1]
                         [--scale 0.25]
 
 Default set: every benchmark except ``precision`` on a CPU without native bf16 (there bf16 is emulated and
@@ -17,6 +17,7 @@ BENCHES = {  # name -> module with run(out, ...) returning (or writing) its mark
     "sweep": "bench.sweep_bench",
     "ensemble": "bench.ensemble_bench",
     "predict": "bench.predict_bench",
+    "predict_stages": "bench.predict_stages",
     "threads": "bench.threads_bench",
     "thread_rule": "bench.thread_rule_bench",
     "precision": "bench.precision_bench",
