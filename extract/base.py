@@ -206,6 +206,34 @@ def key_mismatch(expected: dict[str, tuple], got: dict[str, tuple]) -> str | Non
     return "; ".join(parts)
 
 
+@contextlib.contextmanager
+def weights_to_be_loaded():
+    """Build a module inside this block when a strict load will overwrite every parameter and persistent buffer
+    right after: ``torch.nn.init``'s fills return their tensor untouched, and Hugging Face models skip their
+    ``post_init`` fills.  Random init of the three full-size encoders (~0.5 G parameters) was seconds of every
+    ``mmmos predict`` start-up, drawn only to be thrown away.  Never around a build that is not strictly loaded
+    (:func:`strict_load` refuses a state dict that misses any key, so no unfilled memory survives)."""
+    import torch
+
+    init = torch.nn.init
+    saved = {n: f for n, f in vars(init).items() if n.endswith("_") and not n.startswith("_") and callable(f)}
+    hf = contextlib.nullcontext()
+    try:
+        from transformers.modeling_utils import no_init_weights
+
+        hf = no_init_weights()
+    except ImportError:  # an encoder without Hugging Face code
+        pass
+    for n in saved:
+        setattr(init, n, lambda tensor, *a, **k: tensor)
+    try:
+        with hf:
+            yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
 def strict_load(module, state_dict: dict, source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names the file and the keys."""
     problem = key_mismatch({k: tuple(v.shape) for k, v in module.state_dict().items()},

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, exact_fp32, strict_load, to_device
+from .base import EncoderLoadError, FrameEncoder, load_checkpoint, exact_fp32, strict_load, to_device, weights_to_be_loaded
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -472,7 +472,8 @@ class M2DEncoder(FrameEncoder):
                 f"{pf}x{pt} needs (1, {1 + grid[0] * grid[1]}, {arch['width']}) (CLS slot + {grid[0]}x{grid[1]}); "
                 "the folder name or input_frames does not match these weights"
             )
-        model = M2DViT(arch["width"], arch["depth"], arch["heads"], arch["mlp_hidden"], grid, (pf, pt))
+        with weights_to_be_loaded():
+            model = M2DViT(arch["width"], arch["depth"], arch["heads"], arch["mlp_hidden"], grid, (pf, pt))
         strict_load(model, {k: v.float() for k, v in weights_sd.items()}, source)
         enc = cls(model, input_frames=input_frames, norm_stats=stats, device=device or "cpu", weights=path,
                   source_name=release if sizes is not None else None)

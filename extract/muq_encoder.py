@@ -26,6 +26,8 @@ audio, and no chunk is padded.  Frames differ from a single pass near chunk bord
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import json
 import math
@@ -38,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, to_device
+from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, to_device, weights_to_be_loaded
 from .wavlm import align_weight_norm_keys
 
 SAMPLE_RATE = 24000  # MuQ's MelSTFT is fixed to 24 kHz
@@ -90,14 +92,15 @@ def read_config(cfg_file: Path):
     return dataclasses.replace(cfg, w2v2_config=w2v2, rvq_ckpt_path=None, resume_checkpoint=None)
 
 
-def build_model(cfg):
-    """``muq.MuQ(cfg)`` without touching the caller's RNGs (muq seeds torch and ``random``)."""
+def build_model(cfg, init: bool = True):
+    """``muq.MuQ(cfg)`` without touching the caller's RNGs (muq seeds torch and ``random``); ``init=False`` when a
+    strict load fills every weight next (no random draws)."""
     import torch
     from muq import MuQ
 
     state = random.getstate()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), (contextlib.nullcontext() if init else weights_to_be_loaded()):
             model = MuQ(cfg)
     finally:
         random.setstate(state)
@@ -227,14 +230,16 @@ class MuQEncoder(FrameEncoder):
         if not isinstance(sd, dict):
             raise EncoderLoadError(f"{wfile}: not a state dict")
         try:
-            model = build_model(cfg)
+            model = build_model(cfg, init=False)
         except Exception as e:  # noqa: BLE001 - a config muq cannot build is a load error
             raise EncoderLoadError(f"{cfg_file}: muq cannot build this config ({type(e).__name__}: {e})") from e
         own = model.state_dict()
         sd = align_weight_norm_keys(sd, own)
         absent = [k for k in own if k.startswith(TRAINING_ONLY_PREFIXES) and k not in sd]
-        for k in absent:
-            sd[k] = own[k]
+        import torch
+
+        for k in absent:  # unused by the forward; zeros, as the build drew no values for them
+            sd[k] = torch.zeros_like(own[k])
         strict_load(model, sd, str(wfile))
         model.eval().requires_grad_(False).to(device)
         enc = cls(model, cfg, device=device, weights=wfile, dtype=dtype, chunk_seconds=chunk_seconds,

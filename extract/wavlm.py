@@ -22,6 +22,8 @@ config table, which only makes sense next to the loader that checks it.
 """
 from __future__ import annotations
 
+import contextlib
+
 import ast
 import functools
 import json
@@ -33,7 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks, to_device
+from .base import (EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks, to_device,
+                   weights_to_be_loaded)
 
 SAMPLE_RATE = 16000
 MAX_CHUNK_FRAMES = 1500  # 30 s at 50 Hz: SPEC caps chunks at 30 s (attention memory ~ T^2)
@@ -278,12 +281,14 @@ def _check_original_keys(model, sd: dict, conv_norm: str, source: str) -> None:
 # ----------------------------------------------------------------------------------
 # loading
 # ----------------------------------------------------------------------------------
-def _build(config):
+def _build(config, init: bool = True):
+    """``WavLMModel(config)``; ``init=False`` when a strict load fills every weight next (no random draws)."""
     import torch
     from transformers import WavLMModel
 
     with torch.random.fork_rng(devices=[]):  # construction draws random init; leave caller's RNG alone
-        model = WavLMModel(config)
+        with (contextlib.nullcontext() if init else weights_to_be_loaded()):
+            model = WavLMModel(config)
     return model
 
 
@@ -310,7 +315,7 @@ def _load_hf_dir(path: Path):
     if any(k.startswith("wavlm.") for k in sd):
         # saved from a WavLMFor* model: the encoder lives under "wavlm.", task heads are not ours
         sd = {k[len("wavlm."):]: v for k, v in sd.items() if k.startswith("wavlm.")}
-    model = _build(config)
+    model = _build(config, init=False)
     own = model.state_dict()
     sd = align_weight_norm_keys(sd, own)
     if "masked_spec_embed" in sd and "masked_spec_embed" not in own:
@@ -334,7 +339,7 @@ def _load_original(path: Path):
         )
     config = hf_config_from_original(ckpt["cfg"], str(path))
     sd = ckpt["model"]
-    model = _build(config)
+    model = _build(config, init=False)
     _check_original_keys(model, sd, config.feat_extract_norm, str(path))
     hf_sd, unknown = original_to_hf_keys(sd, config.feat_extract_norm)
     if unknown:  # cannot happen after _check_original_keys; never drop weights silently
