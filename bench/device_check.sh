@@ -9,7 +9,7 @@
 # (2) each encoder alone in fp32, bf16 and fp16 (what `auto` on CUDA should pick); (3) `mmmos extract` of the
 # band-limited 16-kHz clips with --precision auto and fp16: every clip must be written; (4) the sweep of the 16
 # configurations on a small synthetic cache with the frames' crops and pooling on the device and on the host
-# (--device-bank both; SWEEP_SCALE, default 0.02: 70 train + 9 dev clips).
+# (--device-bank both; SWEEP_SCALE, default 0.02: 70 train + 9 dev clips); (5) Track 1's head epochs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench_out/device}
@@ -67,4 +67,9 @@ SWEEP_SCALE=${SWEEP_SCALE:-0.02}
 step sweep 90 $PY -m bench.sweep_bench --device "$DEVICE" --device-bank both --scale "$SWEEP_SCALE" --jobs 1 \
   --schedules early --no-encoder-cost --out "$OUT/sweep"
 cp "$OUT"/sweep/sweep_scale*.md "$OUT"/sweep/sweep_scale*.json "$OUT"/ 2>/dev/null
+# (5) Track 1's full-size dual-branch head: seconds per clip of a training step and of dev prediction on the
+# device, extrapolated to an epoch of 2,500 + 250 clips and to the 8-run recipe
+step track1 60 $PY -m bench.track1_bench --device "$DEVICE" --sample 32 --timing-batch 32 --reps 3 --no-encoder-cost \
+  --out "$OUT/track1"
+cp "$OUT"/track1/track1.md "$OUT"/track1/track1.json "$OUT"/ 2>/dev/null
 cat "$OUT/steps.txt"

@@ -13,7 +13,8 @@ per clip is measured on full-size random-initialised encoders (``mmmos.testing.m
 ``RobertaConfig()``) on one 30-s clip and a batch of 40-token prompts, and added to the head's cost per clip
 for the ratio (cached / in the loop). Timings are medians of ``--reps`` repetitions on a shared machine.
 
-    python -m bench.track1_bench --out DIR [--sample 16] [--timing-batch 8] [--reps 2] [--small]
+    python -m bench.track1_bench --out DIR [--sample 16] [--timing-batch 8] [--reps 2] [--small] [--device cuda]
+                                 [--no-encoder-cost]
 
 ``--small`` shrinks everything (tiny shapes, no full-size encoders) for a smoke run.
 """
@@ -70,7 +71,7 @@ def write_cache(root: Path, n: int, shape: dict):
     return root / "cache.zarr", LabelSet("bench", "bench.csv", pl.DataFrame(rows), "bench")
 
 
-def time_head(arch: str, bank, y, batch: int, reps: int, small: bool) -> dict:
+def time_head(arch: str, bank, y, batch: int, reps: int, small: bool, device: str = "cpu") -> dict:
     """Seconds per clip of a training step (random crops, forward + backward + AdamW) and of dev prediction."""
     import torch
 
@@ -81,27 +82,34 @@ def time_head(arch: str, bank, y, batch: int, reps: int, small: bool) -> dict:
     loss_name, head_cfg = ARCHS[arch]
     extra = {"ta_dim": 32, "ff_dim": 64, "mi_hidden": [32, 16], "ta_hidden": [32, 16]} if small else {}
     torch.manual_seed(0)
-    head = build_head("dual_branch", bank.audio_dim, n_axes=2, text_dim=bank.text_dim, **head_cfg, **extra)
+    head = build_head("dual_branch", bank.audio_dim, n_axes=2, text_dim=bank.text_dim, **head_cfg, **extra).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=5e-5)
     loss_fn, rng = get_loss(loss_name), np.random.default_rng(0)
-    yt = torch.from_numpy(y.astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.float32)).to(device)
+
+    def sync():  # CUDA runs asynchronously: a step's time is only known once it has finished
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
     idx = np.arange(min(batch, len(bank)))
 
     def step():
         head.train()
-        loss = loss_fn(head(*bank.batch(bank.random_windows(idx, rng), torch, "cpu")), yt[idx])
+        loss = loss_fn(head(*bank.batch(bank.random_windows(idx, rng), torch, device)), yt[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     step()  # warm-up
+    sync()
     train = []
     for _ in range(reps):
         t = time.perf_counter()
         step()
+        sync()
         train.append((time.perf_counter() - t) / len(idx))
     t = time.perf_counter()
-    predict_logits(head, bank, 16, torch)
+    predict_logits(head, bank, 16, torch, device)
+    sync()
     dev = (time.perf_counter() - t) / len(bank)
     return {"arch": arch, "train_s_per_clip": statistics.median(train), "dev_s_per_clip": dev,
             "params": int(sum(p.numel() for p in head.parameters()))}
@@ -166,7 +174,7 @@ def markdown(res: dict) -> str:
     ex = res["extrapolated"]
     lines = [f"# Track 1 training cost ({'small smoke shapes' if res['small'] else 'Track 1 shapes'})", "",
              f"Measured on {res['sample']} cached clips (timing batch {res['timing_batch']}, {res['reps']} reps, "
-             f"{res['threads']} torch threads); epochs extrapolated to {ex['n_train']} train + {ex['n_dev']} dev clips.",
+             f"{res['threads']} torch threads, heads on {res.get('device', 'cpu')}); epochs extrapolated to {ex['n_train']} train + {ex['n_dev']} dev clips.",
              "", "| architecture | params | train s/clip | dev s/clip | cached s/epoch | public s/epoch | public/cached |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for h in res["heads"]:
@@ -185,7 +193,7 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(out: Path, sample: int, batch: int, reps: int, small: bool) -> Path:
+def run(out: Path, sample: int, batch: int, reps: int, small: bool, device: str = "cpu", encoders: bool = True) -> Path:
     import torch
 
     from mmmos.core.tasks import get_task
@@ -200,9 +208,10 @@ def run(out: Path, sample: int, batch: int, reps: int, small: bool) -> Path:
         cfg = Track1Config("bench", ["audio", "text"], crop_seconds=30.0)
         df, bank = load_bank(ls, open_store(store_path), cfg, get_task("track1"), True, [])
         y = df.select(get_task("track1").axes).to_numpy()
-        heads = [time_head(a, bank, y, batch, reps, small) for a in ARCHS]
-    enc = None if small else time_encoders(shape, reps)
+        heads = [time_head(a, bank, y, batch, reps, small, device) for a in ARCHS]
+    enc = None if small or not encoders else time_encoders(shape, reps)
     res = {"small": small, "sample": sample, "timing_batch": batch, "reps": reps, "threads": torch.get_num_threads(),
+           "device": device,
            "shape": shape, "heads": heads, "encoders": enc}
     res["extrapolated"] = extrapolate(heads, enc)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,10 +227,13 @@ def main(argv=None) -> int:
     ap.add_argument("--timing-batch", type=int, default=8, help="clips per timed training step (default 8)")
     ap.add_argument("--reps", type=int, default=2, help="timed repetitions (default 2)")
     ap.add_argument("--small", action="store_true", help="tiny shapes, no encoders: a quick smoke run only")
+    ap.add_argument("--device", default="cpu", help="where the heads train and predict (cpu, cuda)")
+    ap.add_argument("--no-encoder-cost", action="store_true",
+                    help="skip timing MuQ + RoBERTa in the loop (the public way's ratio)")
     a = ap.parse_args(argv)
     if a.sample < 1 or a.timing_batch < 1 or a.reps < 1:
         ap.error("--sample, --timing-batch and --reps must be >= 1")
-    print(run(Path(a.out), a.sample, a.timing_batch, a.reps, a.small).read_text())
+    print(run(Path(a.out), a.sample, a.timing_batch, a.reps, a.small, a.device, not a.no_encoder_cost).read_text())
     return 0
 
 
