@@ -84,14 +84,13 @@ def best_config(run: Path, axis: str = "composite") -> str:
 
 def _predict(out: Path, corpus: Path, model: Path) -> Path:
     """Score the first PAM-set clips with their prompts (the prompt tables) through the exported predictor."""
-    from mmmos.app.predict import load_predictor, write_table
-    from mmmos.app.predict.track1 import expand_prompted_inputs, prompted_table
+    from mmmos.app.predict import expand_inputs, load_predictor, write_table
     from mmmos.core.tasks import get_task
 
-    items = expand_prompted_inputs([str(corpus / "sets" / "pam_dev_mos_list.txt")], get_task(TASK),
-                                   prompts=str(corpus))[:5]
+    items = expand_inputs([str(corpus / "sets" / "pam_dev_mos_list.txt")], task=get_task(TASK),
+                          prompts=str(corpus))[:5]
     pred = load_predictor(model, device="cpu")
-    table = prompted_table(list(pred.predict_items(items)), pred.axes)
+    table = pred.table(list(pred.predict_items(items)))
     write_table(table, out / "predictions.csv")
     print(table.select("clip_id", "prompt", *pred.axes, "error"))
     return out / "predictions.csv"

@@ -78,17 +78,18 @@ def _log(msg: str) -> None:
 def _report(results: list, seconds: float, out: str | None, pred) -> int:
     from .cache import STALE, summarize
 
+    noun = pred.item_noun
     bad = [r for r in results if r.error is not None]
     from_cache = sum(r.source == "cache" for r in results)
-    _log(f"{len(results) - len(bad)} of {len(results)} clips scored in {seconds:.1f} s ({from_cache} from the cache)"
-         + (f" -> {out}" if out else ""))
+    _log(f"{len(results) - len(bad)} of {len(results)} {noun} scored in {seconds:.1f} s"
+         + (f" ({from_cache} from the cache)" if pred.cache is not None else "") + (f" -> {out}" if out else ""))
     if pred.cache is not None:
         _log(summarize([r.cache for r in results if r.cache is not None]))
         stale = [r for r in results if r.cache is not None and STALE in r.cache.status.values()]
         for r in stale[:10]:
             _log(f"  {r.clip_id}: {r.cache.detail}; computed from the file")
     if bad:
-        _log(f"{len(bad)} clips failed (error column):")
+        _log(f"{len(bad)} {noun} failed (error column):")
         for r in bad[:10]:
             print(f"  {r.clip_id}: {r.error}", file=sys.stderr)
         if len(bad) > 10:
@@ -99,27 +100,29 @@ def _report(results: list, seconds: float, out: str | None, pred) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     """``mmmos predict``: 0 when every clip was scored, 3 when some rows carry an error; raises
-    :class:`PredictorError` for a usage problem."""
+    :class:`PredictorError` for a usage problem.  One path for every task: the task's predictor class
+    (:func:`.loader.predictor_class`, from its declared inputs) says which options it refuses, what the items
+    need (:func:`.inputs.expand_inputs`), its log line and its table's columns."""
+    from mmmos.core.tasks import get_task
     from mmmos.core.threads import apply_thread_policy
 
-    from mmmos.core.tasks import get_task
-
     from .inputs import expand_inputs
-    from .loader import load_predictor
+    from .loader import load_predictor, predictor_class
     from .spec import load_spec
-    from .tables import output_format, results_table, write_table
+    from .tables import output_format, write_table
 
     output_format(args.out)
     weights = parse_weights(args.weights)
     spec = load_spec(args.model)  # the folder is read (and its pins checked) once, here
     task = get_task(spec.task)
-    if "prompt" in task.inputs:
-        return _run_prompted(args, weights, spec, task)
-    if getattr(args, "prompt", None) or getattr(args, "prompts", None) or getattr(args, "distribution", False):
-        raise PredictorError("--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); "
-                             f"{args.model} scores audio alone")
-    items = expand_inputs(args.inputs, args.data_root)
-    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None), load_aware=True)
+    cls = predictor_class(task)
+    unused = [o for o in cls.unused_options if getattr(args, o, None)]
+    if unused:
+        raise PredictorError(cls.unused_option_error(unused[0], args.model))
+    items = expand_inputs(args.inputs, args.data_root, task=task, prompt=getattr(args, "prompt", None),
+                          prompts=getattr(args, "prompts", None))
+    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None),
+                                  load_aware=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
@@ -132,13 +135,11 @@ def run_cli(args: argparse.Namespace) -> int:
     if pred.stack is not None:
         _log(f"stacked ensemble of {len(pred.members)} members: ridge meta-model fitted on {pred.stack.fit_set or '?'}, "
              f"scores clamped to {pred.stack.clamp[0]:g}-{pred.stack.clamp[1]:g}")
-    _log(f"windows of {pred.window:g} s, hop {pred.hop:g} s"
-         + (" (the model's training crop)" if args.window is None else "")
-         + f"; {threads} math thread{'s' if threads != 1 else ''}; precision "
-         + ", ".join(f"{pred.records[k]['name']} {p}" for k, p in pred.encoders.precisions.items()))
+    _log(pred.run_header(len(items), threads))
     t0 = time.perf_counter()
     results, notes = _score(pred, items, not args.no_progress)
-    write_table(results_table(results, args.per_window, pred.axes), args.out)
+    write_table(pred.table(results, getattr(args, "per_window", False), getattr(args, "distribution", False)),
+                args.out)
     for note in notes:
         _log(note)
     return _report(results, time.perf_counter() - t0, args.out, pred)
@@ -154,50 +155,6 @@ def _score(pred, items, progress: bool) -> tuple[list, list[str]]:
         warnings.simplefilter("ignore", DamagedCacheWarning)
         results = list(pred.predict_items(items, progress=progress))
     return results, pred.cache_notes[n_notes:]
-
-
-_AUDIO_ONLY = ("window", "hop", "per_window")
-
-
-def _run_prompted(args, weights: dict[str, str], spec, task) -> int:
-    """``run_cli`` for a task whose clips come with prompts: score the inputs with their prompts; 0 when every
-    pair was scored, 3 when some rows carry an error."""
-    from mmmos.core.threads import apply_thread_policy
-
-    from .cache import summarize
-    from .loader import load_predictor
-    from .tables import write_table
-    from .track1 import expand_prompted_inputs, prompted_table
-
-    given = [o for o in _AUDIO_ONLY if getattr(args, o, None)]
-    if given:
-        raise PredictorError(f"--{given[0].replace('_', '-')} does not apply to a Track 1 model (its clips are "
-                             f"scored in the windows the sweep used: whole, or crop-long windows averaged)")
-    items = expand_prompted_inputs(args.inputs, task, prompt=args.prompt, prompts=args.prompts,
-                                   data_root=args.data_root)
-    threads = apply_thread_policy(items=len(items), threads=getattr(args, "threads", None), load_aware=True)
-    pred = load_predictor(args.model, weights, None if args.device == "auto" else args.device, spec=spec,
-                          batch_size=args.batch_size, precision=getattr(args, "precision", "auto"),
-                          cache=getattr(args, "cache", None))
-    for note in pred.cache_notes:
-        print(f"mmmos predict: {note}", file=sys.stderr)
-    print(f"mmmos predict: Track 1 model of {len(pred.members)} members; {len(items)} (audio, prompt) pairs; "
-          f"{threads} math thread{'s' if threads != 1 else ''}", file=sys.stderr)
-    t0 = time.perf_counter()
-    results, notes = _score(pred, items, not args.no_progress)
-    write_table(prompted_table(results, pred.axes, args.distribution), args.out)
-    bad = [r for r in results if r.error is not None]
-    from_cache = sum(r.source == "cache" for r in results)
-    print(f"mmmos predict: {len(results) - len(bad)} of {len(results)} pairs scored in "
-          f"{time.perf_counter() - t0:.1f} s" + (f" ({from_cache} from the cache)" if pred.cache else "")
-          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
-    if pred.cache is not None:
-        print(f"mmmos predict: {summarize([r.cache for r in results if r.cache is not None])}", file=sys.stderr)
-        for note in notes:
-            print(f"mmmos predict: {note}", file=sys.stderr)
-    for r in bad[:10]:
-        print(f"  {r.clip_id}: {r.error}", file=sys.stderr)
-    return EXIT_PARTIAL if bad else EXIT_OK
 
 
 __all__ = ["add_arguments", "parse_weights", "run_cli"]

@@ -1,8 +1,10 @@
 """One entry point for every model folder: :func:`load_predictor` reads ``predictor.json`` once (format,
 task, pins checked) and builds the predictor that the task's declared inputs (:attr:`Task.inputs`) call for.
 
-Adding a task with new inputs = one predictor class with a ``from_spec`` classmethod plus one line in
-:data:`PREDICTORS`.
+Adding a task with new inputs = one :class:`~.base.BasePredictor` subclass (``from_spec``, ``_score_into``: how a
+clip's frames become scores, ``run_header``, the options it refuses) plus one line in :data:`PREDICTORS`; an
+input of a new kind beside audio is also a field of :class:`~.inputs.InputItem` / :class:`~.base.ClipResult` and
+a line in :data:`.inputs.EXTRA_INPUTS` (its error row; the table gives it a column).
 """
 from __future__ import annotations
 

@@ -9,66 +9,39 @@ clip within the window and a single member this equals the member's own ``predic
 Encoders run on ``device`` (auto: cuda -> mps -> cpu); heads run on the CPU.
 
 Bad input (missing, corrupt, non-audio, empty, NaN, shorter than one frame, a row without a path, a file
-name that is not UTF-8) gives a :class:`ClipResult` with ``error`` set and no scores; nothing is ever
-zero-filled or skipped silently.
+name that is not UTF-8) gives a :class:`~.base.ClipResult` with ``error`` set and no scores; nothing is ever
+zero-filled or skipped silently.  Items are read, looked up and decoded by :class:`~.base.BasePredictor`.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from mmmos.core.tasks import get_task
 
-from .base import BasePredictor
-from .cache import CacheLookup, FrameCache
+from .base import BasePredictor, ClipResult, threads_text
+from .cache import FrameCache
 from .encoders import EncoderSet
 from .errors import PredictorError, error_text
-from .inputs import InputItem, as_item
 from .members import Member, load_members
 from .spec import PredictorSpec
 from .windows import plan_windows, resolve_window
-
-
-@dataclass
-class ClipResult:
-    """Scores of one clip (``scores`` None and ``error`` set when it could not be scored)."""
-
-    clip_id: str
-    path: str | None
-    scores: np.ndarray | None = None  # (n_axes,)
-    duration: float | None = None
-    windows: list[tuple[float, float, float, np.ndarray]] = field(default_factory=list)  # start, end, weight, scores
-    error: str | None = None
-    source: str | None = None  # "audio", "cache" or "audio+cache"
-    cache: CacheLookup | None = None  # what the cache gave (with --cache)
-
-
-@dataclass
-class _Prepared:
-    """An item with its cache lookup and decoded audio (or the decoding error), made in the prefetch thread."""
-
-    item: InputItem
-    lookup: CacheLookup
-    audio: tuple[np.ndarray, int] | None = None
-    audio_error: BaseException | None = None
 
 
 class Predictor(BasePredictor):
     """An exported ensemble ready to score audio.  Build with :func:`.loader.load_predictor` or
     :meth:`Predictor.load <.base.BasePredictor.load>`."""
 
+    unused_options = ("prompt", "prompts", "distribution")
+
     def __init__(self, spec: PredictorSpec, members: list[Member], encoders: EncoderSet,
                  cache: FrameCache | None = None, window: float | None = None, hop: float | None = None,
                  model_dir: str | None = None):
         self.window, self.hop = resolve_window([m.crop_seconds for m in members], window, hop)
-        super().__init__(spec, members, cache, model_dir)
-        self.encoders = encoders
-        self.records = encoders.records
-        self.infos = encoders.infos
+        self.window_is_crop = window is None
+        super().__init__(spec, members, encoders, cache, model_dir)
 
     @classmethod
     def from_spec(cls, spec: PredictorSpec, model_dir: str | os.PathLike, weights: dict[str, str] | None = None,
@@ -87,6 +60,17 @@ class Predictor(BasePredictor):
                               precision=precision)
         frame_cache = FrameCache(cache, records) if cache is not None else None
         return cls(spec, members, encoders, frame_cache, window, hop, model_dir=str(model_dir))
+
+    @classmethod
+    def unused_option_error(cls, option: str, model: str) -> str:
+        return (f"--prompt, --prompts and --distribution apply to Track 1 models (audio + prompt); {model} scores "
+                f"audio alone")
+
+    def run_header(self, n_items: int, threads: int) -> str:
+        return (f"windows of {self.window:g} s, hop {self.hop:g} s"
+                + (" (the model's training crop)" if self.window_is_crop else "")
+                + f"; {threads_text(threads)}; precision "
+                + ", ".join(f"{self.records[k]['name']} {p}" for k, p in self.encoders.precisions.items()))
 
     # -- scoring ---------------------------------------------------------------------------
     def score_frames(self, frames: dict[str, np.ndarray], duration: float) -> tuple[np.ndarray, list]:
@@ -123,80 +107,19 @@ class Predictor(BasePredictor):
                 "windows": [{"start": s, "end": e, "weight": w, **{a: float(v) for a, v in zip(self.axes, sc)}}
                             for s, e, w, sc in windows]}
 
-    # -- items -----------------------------------------------------------------------------
-    def _prepare(self, item: InputItem) -> _Prepared:
-        """Cache lookup and, when some frames must be computed, the decoded audio (runs in the prefetch thread)."""
-        prep = _Prepared(item, self.cache.lookup(item.clip_id, item.path) if self.cache else CacheLookup())
-        if item.error is None and item.path is not None and len(prep.lookup.cached) < len(self.records):
-            prep = self._prepare_audio(prep)
-        return prep
-
-    def _cached_frames(self, lookup: CacheLookup) -> dict:
-        """The frames the cache gives for this item (a damaged cached clip is computed fresh; see
-        :meth:`FrameCache.frames_for`)."""
-        return self.cache.frames_for(lookup, self.cache_notes) if self.cache is not None else {}
-
-    @staticmethod
-    def _prepare_audio(prep: _Prepared) -> _Prepared:
-        from mmmos.core.audio import load_audio
-
-        try:
-            prep.audio = load_audio(prep.item.path)
-        except Exception as e:  # noqa: BLE001 - reported on the clip's row
-            prep.audio_error = e
-        return prep
-
-    def _predict_one(self, prep: _Prepared) -> ClipResult:
-        item, lookup = prep.item, prep.lookup
-        res = ClipResult(clip_id=item.clip_id, path=item.path, cache=lookup if self.cache else None)
-        try:
-            if item.error is not None:
-                raise PredictorError(item.error)
-            frames = self._cached_frames(lookup)
-            duration = self.cache.duration(*next(iter(lookup.cached.items()))) if frames else None
-            todo = [k for k in self.records if k not in frames]
-            if todo:
-                if item.path is None:
-                    raise PredictorError("the manifest row has no audio path (and the clip is not in the cache)")
-                if prep.audio is None and prep.audio_error is None:  # a cached clip turned out damaged
-                    prep = self._prepare_audio(prep)
-                if prep.audio_error is not None:
-                    raise prep.audio_error
-                wave, sr = prep.audio
-                duration = len(wave) / sr
-                frames.update(self.encoders.frames(wave, sr, todo))
-            res.source = "cache" if not todo else ("audio" if len(todo) == len(self.records) else "audio+cache")
-            res.duration = duration
-            res.scores, res.windows = self.score_frames(frames, duration)
-        except Exception as e:  # noqa: BLE001 - one bad clip never stops the run
-            res.error = error_text(e)
-            res.scores, res.windows = None, []
-        return res
-
-    def predict_items(self, items: Sequence[InputItem | tuple[str, str | None]],
-                      progress: bool = False) -> Iterator[ClipResult]:
-        """Score items (``InputItem`` or ``(clip_id, path)``) one by one, in order; the next item's cache
-        lookup and audio decoding run in a background thread while the current one is scored."""
-        items = [as_item(i) for i in items]
-        with self.progress_bar(len(items), progress) as bar, ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(self._prepare, items[0]) if items else None
-            for i in range(len(items)):
-                cur = fut
-                fut = pool.submit(self._prepare, items[i + 1]) if i + 1 < len(items) else None
-                yield self._predict_one(cur.result())
-                if bar is not None:
-                    bar.update(1)
+    def _score_into(self, res: ClipResult, frames: dict) -> None:
+        res.scores, res.windows = self.score_frames(frames, res.duration)
+        res.n_windows = len(res.windows)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], clip_ids: Sequence[str] | None = None,
                       per_window: bool = False, progress: bool = False):
         """A polars table (see :func:`.tables.results_table`) for audio files; clip ids default to the paths."""
-        from .tables import results_table
-
         paths = [str(p) for p in paths]
         ids = [str(c) for c in clip_ids] if clip_ids is not None else paths
         if len(ids) != len(paths):
             raise PredictorError(f"{len(ids)} clip ids for {len(paths)} paths")
-        return results_table(list(self.predict_items(list(zip(ids, paths)), progress)), per_window, self.axes)
+        return self.table(list(self.predict_items(list(zip(ids, paths)), progress)), per_window)
 
 
+# ClipResult and error_text stay importable from here, where they were defined before the result type was shared
 __all__ = ["ClipResult", "Predictor", "error_text"]

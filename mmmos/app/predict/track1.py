@@ -17,45 +17,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from mmmos.core.tasks import Task
 
-from .base import BasePredictor
-from .cache import CacheLookup, FrameCache
+from .base import BasePredictor, ClipResult, threads_text
+from .cache import FrameCache
 from .encoders import EncoderSet, check_encoder_identity
-from .errors import MissingWeightsError, PredictorError, error_text
-from .inputs import expand_inputs
+from .errors import MissingWeightsError, PredictorError
+from .inputs import InputItem, expand_inputs
 from .members import torch_load
 from .spec import PredictorSpec
+from .tables import prompted_table
 
-
-@dataclass(frozen=True)
-class PromptedItem:
-    """One (audio, prompt) pair to score (``error`` set: it cannot be)."""
-
-    clip_id: str
-    path: str | None
-    prompt: str | None
-    error: str | None = None
-
-
-@dataclass
-class PromptedResult:
-    """Scores (``(n_axes,)``) and, for distribution members, bin probabilities ``(n_axes, K)`` of one pair."""
-
-    clip_id: str
-    path: str | None
-    prompt: str | None
-    scores: np.ndarray | None = None
-    dists: np.ndarray | None = None
-    duration: float | None = None
-    n_windows: int | None = None
-    error: str | None = None
-    source: str | None = None  # "audio", "cache" or "audio+cache"
-    cache: CacheLookup | None = None  # what the cache gave (with --cache)
+#: the old names of the shared item and result types (one type each for every task)
+PromptedItem = InputItem
+PromptedResult = ClipResult
 
 
 @dataclass
@@ -69,29 +48,9 @@ class _T1Member:
 
 
 def expand_prompted_inputs(inputs: Sequence[str], task: Task, prompt: str | None = None,
-                           prompts: str | None = None, data_root: str | None = None) -> list[PromptedItem]:
-    """(audio, prompt) items: manifests (MusicEval lists + prompt tables, CSV ``path,prompt``, ...) give their
-    rows' prompts (``prompt`` fills rows without one); audio files and folders get ``prompt``."""
-    from mmmos.core.manifests import ManifestError, load_manifest
-
-    from .inputs import MANIFEST_SUFFIXES
-
-    out: list[PromptedItem] = []
-    for inp in inputs:
-        p = Path(inp)
-        is_list = p.is_file() and (p.suffix.lower() in MANIFEST_SUFFIXES or p.suffix.lower() == ".txt")
-        if not is_list:
-            out += [PromptedItem(it.clip_id, it.path, prompt, it.error) for it in expand_inputs([inp], data_root)]
-            continue
-        try:
-            df = load_manifest(p, data_root=data_root, task=task, check_labels=False, problems=[], prompts=prompts,
-                               prompt=prompt)
-        except ManifestError as e:
-            raise PredictorError(str(e)) from e
-        texts = df["prompt"].to_list() if "prompt" in df.columns else [prompt] * df.height
-        out += [PromptedItem(str(c), str(q) if q else None, t) for c, q, t in
-                zip(df["clip_id"].to_list(), df["path"].to_list(), texts)]
-    return out
+                           prompts: str | None = None, data_root: str | None = None) -> list[InputItem]:
+    """:func:`.inputs.expand_inputs` for a prompted ``task`` (its old name and signature)."""
+    return expand_inputs(inputs, data_root, task=task, prompt=prompt, prompts=prompts)
 
 
 def _stored(frames: np.ndarray, dtype: str, name: str) -> np.ndarray:
@@ -109,11 +68,14 @@ class Track1Predictor(BasePredictor):
     :meth:`load <.base.BasePredictor.load>`."""
 
     saved_bins_ok = True  # it computes each member's distribution, so a stack may read them
+    # clips are scored in the windows the sweep used, and no window rows exist
+    unused_options = ("window", "hop", "per_window")
+    item_noun = "pairs"
 
     def __init__(self, spec: PredictorSpec, members: list[_T1Member], audio: EncoderSet, text: dict,
                  model_dir: str | None = None, cache: FrameCache | None = None, weights: dict | None = None):
-        super().__init__(spec, members, cache, model_dir)
-        self.audio, self.text = audio, text
+        super().__init__(spec, members, audio, cache, model_dir)
+        self.text = text
         self._weights = dict(weights or {})
         # prompt tokens cached by the same text encoder identity: read by prompt key, encoded only when absent
         self._text_groups = {k: g for k in {m.text_key for m in members}
@@ -129,9 +91,7 @@ class Track1Predictor(BasePredictor):
         from mmmos.heads import rebuild
 
         if window is not None or hop is not None:
-            raise PredictorError(f"--{'window' if window is not None else 'hop'} does not apply to a Track 1 model "
-                                 f"(its clips are scored in the windows the sweep used: whole, or crop-long windows "
-                                 f"averaged)")
+            raise PredictorError(cls.unused_option_error("window" if window is not None else "hop", str(model_dir)))
         members = []
         for m in spec.members:
             if len(m.encoder_keys) != 2:
@@ -153,6 +113,20 @@ class Track1Predictor(BasePredictor):
             for k in {m.text_key for m in members}}
         return cls(spec, members, audio, text, model_dir=str(model_dir), cache=frame_cache, weights=weights)
 
+    @classmethod
+    def unused_option_error(cls, option: str, model: str) -> str:
+        return (f"--{option.replace('_', '-')} does not apply to a Track 1 model (its clips are scored in the "
+                f"windows the sweep used: whole, or crop-long windows averaged)")
+
+    @property
+    def audio(self) -> EncoderSet:
+        """The audio encoders (:attr:`encoders`, the name this predictor gave them first)."""
+        return self.encoders
+
+    def run_header(self, n_items: int, threads: int) -> str:
+        return (f"Track 1 model of {len(self.members)} members; {n_items} (audio, prompt) pairs; "
+                f"{threads_text(threads)}")
+
     # -- pieces ----------------------------------------------------------------------------
     def tokens(self, key: str, prompt: str) -> np.ndarray:
         """The prompt's token frames from text encoder ``key`` (encoded once per distinct prompt)."""
@@ -161,7 +135,7 @@ class Track1Predictor(BasePredictor):
             frames = self._cached_tokens(key, prompt)
             if frames is None:
                 if key not in self.text:
-                    self.text[key] = _load_text_encoder(rec, self._weights, self.spec.weights, self.audio.device)
+                    self.text[key] = _load_text_encoder(rec, self._weights, self.spec.weights, self.encoders.device)
                 frames = np.asarray(self.text[key].encode_report([prompt]).frames[0])
             self._tokens[(key, prompt)] = _stored(frames, rec.get("dtype", "float16"), rec["name"])
         return self._tokens[(key, prompt)]
@@ -192,7 +166,7 @@ class Track1Predictor(BasePredictor):
 
         scores, dists, per_member, n_win = [], [], [], 0
         for m in self.members:
-            info = self.audio.infos[m.audio_key]
+            info = self.infos[m.audio_key]
             bank = Track1Bank.from_arrays(frames[m.audio_key], self.tokens(m.text_key, prompt), info.frame_rate,
                                           m.crop_seconds)
             logits = predict_logits(m.head, bank, 16, torch)
@@ -207,47 +181,16 @@ class Track1Predictor(BasePredictor):
                 else self.stack.apply(member_scores[:, None, :], per_member)[0])
         return clip, (np.mean(dists, axis=0) if dists else None), n_win
 
-    def _one(self, item: PromptedItem) -> PromptedResult:
-        from mmmos.core.audio import load_audio
-
-        lookup = self.cache.lookup(item.clip_id, item.path) if self.cache and item.error is None else CacheLookup()
-        res = PromptedResult(item.clip_id, item.path, item.prompt, cache=lookup if self.cache else None)
-        try:
-            if item.error is not None:
-                raise PredictorError(item.error)
-            if item.prompt is None or not str(item.prompt).strip():
-                raise PredictorError("no prompt for this clip (give --prompt TEXT, a prompt column or the prompt "
-                                     "tables)")
-            frames = self.cache.frames_for(lookup, self.cache_notes) if self.cache else {}
-            todo = [k for k in self.audio.records if k not in frames]
-            if frames:
-                res.duration = self.cache.duration(*next(iter(lookup.cached.items())))
-            if todo:
-                if item.path is None:
-                    raise PredictorError("the manifest row has no audio path (and the clip is not in the cache)")
-                wave, sr = load_audio(item.path)
-                res.duration = len(wave) / sr
-                frames.update(self.audio.frames(wave, sr, todo))
-            res.source = "cache" if not todo else ("audio" if len(todo) == len(self.audio.records) else "audio+cache")
-            res.scores, res.dists, res.n_windows = self.score_frames(frames, str(item.prompt))
-        except Exception as e:  # noqa: BLE001 - one bad pair never stops the run
-            res.error, res.scores, res.dists = error_text(e), None, None
-        return res
-
-    def predict_items(self, items: Sequence[PromptedItem], progress: bool = False) -> Iterator[PromptedResult]:
-        """Score the pairs one by one, in order."""
-        with self.progress_bar(len(items), progress) as bar:
-            for it in items:
-                yield self._one(it)
-                if bar is not None:
-                    bar.update(1)
+    def _score_into(self, res: ClipResult, frames: dict) -> None:
+        res.scores, res.dists, res.n_windows = self.score_frames(frames, str(res.prompt))
 
     def predict_pairs(self, pairs: Sequence[tuple[str | os.PathLike, str | None]], clip_ids=None,
                       distribution: bool = False):
-        """A polars table (:func:`prompted_table`) for ``(audio path, prompt)`` pairs; ids default to the paths."""
+        """A polars table (:func:`.tables.results_table`) for ``(audio path, prompt)`` pairs; ids default to the
+        paths."""
         ids = [str(c) for c in clip_ids] if clip_ids is not None else [str(p) for p, _ in pairs]
-        items = [PromptedItem(c, str(p), t) for c, (p, t) in zip(ids, pairs)]
-        return prompted_table(list(self.predict_items(items)), self.axes, distribution)
+        items = [InputItem(c, str(p), t) for c, (p, t) in zip(ids, pairs)]
+        return self.table(list(self.predict_items(items)), distribution=distribution)
 
 
 def _load_text_encoder(rec: dict, weights: dict, defaults: dict, device):
@@ -269,25 +212,5 @@ def _load_text_encoder(rec: dict, weights: dict, defaults: dict, device):
     return enc
 
 
-def prompted_table(results: Sequence[PromptedResult], axes: Sequence[str], distribution: bool = False):
-    """``path, clip_id, prompt, <axes>, [<axis>_p00..], duration, n_windows, error`` (one row per pair)."""
-    import polars as pl
-
-    axes = list(axes)
-    k = next((r.dists.shape[1] for r in results if r.dists is not None), 0) if distribution else 0
-    bins = [f"{a}_p{b:02d}" for a in axes for b in range(k)]
-    rows = []
-    for r in results:
-        sc = r.scores if r.scores is not None else [None] * len(axes)
-        row = {"path": r.path, "clip_id": r.clip_id, "prompt": r.prompt,
-               **{a: (float(v) if v is not None else None) for a, v in zip(axes, sc)}}
-        flat = r.dists.reshape(-1) if r.dists is not None else [None] * len(bins)
-        row.update({c: (float(v) if v is not None else None) for c, v in zip(bins, flat)})
-        row.update(duration=r.duration, n_windows=r.n_windows if r.error is None else None, error=r.error)
-        rows.append(row)
-    schema = {"path": pl.Utf8, "clip_id": pl.Utf8, "prompt": pl.Utf8, **{a: pl.Float64 for a in axes},
-              **{c: pl.Float64 for c in bins}, "duration": pl.Float64, "n_windows": pl.Int64, "error": pl.Utf8}
-    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-
-
+# prompted_table stays importable from here (its old home)
 __all__ = ["PromptedItem", "PromptedResult", "Track1Predictor", "expand_prompted_inputs", "prompted_table"]
