@@ -286,7 +286,7 @@ def test_cli_track1_runs_the_selected_recipe_run(cache, tmp_path, capsys):
 
     from mmmos.sweep import SweepOptionError, configs_from_args
 
-    with pytest.raises(SweepOptionError, match="track1"):
+    with pytest.raises(SweepOptionError, match="track1.s come from its recipe"):
         configs_from_args(argparse.Namespace(task="track1"))
 
 

@@ -18,23 +18,16 @@ def add_arguments(p) -> None:
 def run_cli(a) -> int:
     """``mmmos sweep [--ray ...]``: the local sweep without ``--ray``, else :func:`run_sweep_ray`; exit 3 when a
     configuration failed."""
-    from mmmos.core.tasks import DEFAULT_TASK
-    from mmmos.sweep import load_labels, parse_evals
     from mmmos.sweep import run_cli as sweep_run_cli
+    from mmmos.sweep.cli import prepare
     from mmmos.sweep.options import report_results
-    from mmmos.sweep.recipes import recipe_for
 
     from mmmos.app.ray_cluster import options_from_args
 
     opts = options_from_args(a, "config")
     if opts is None:
         return sweep_run_cli(a)
-    task = getattr(a, "task", None) or DEFAULT_TASK
-    recipe = recipe_for(task)  # Track 1 runs on Ray as Track 2 does: each run one task
-    cfgs = recipe.fn("configs_from_args")(a)
-    pairs = parse_evals(a.eval)  # before reading any list
-    train, dev = load_labels("train", a.train, a.data_root, task), load_labels("dev", a.dev, a.data_root, task)
-    evals = [load_labels(k, v, a.data_root, task) for k, v in pairs]
+    recipe, cfgs, train, dev, evals = prepare(a)  # Track 1 runs on Ray as Track 2 does: each run one task
     t = time.perf_counter()
     from mmmos.app.ray_sweep import run_sweep_ray
 

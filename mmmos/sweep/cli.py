@@ -96,9 +96,12 @@ def _given(value, default):
 
 def configs_from_args(a) -> list[TrainConfig]:
     """The Track 2 configurations the options select, with the training options applied."""
-    if getattr(a, "task", None) == "track1":  # Track1Configs come from mmmos.sweep.track1 (see run_cli)
-        raise SweepOptionError("--task track1: these are Track 2 configurations; Track 1's come from its recipe "
-                               "(mmmos.sweep.recipes.recipe_for('track1'))")
+    from .recipes import recipe_for
+
+    task = getattr(a, "task", None) or DEFAULT_TASK
+    if recipe_for(task).configs_from_args != f"{__name__}:configs_from_args":  # a task with a recipe of its own
+        raise SweepOptionError(f"--task {task}: these are the generic head x loss configurations; {task}'s come "
+                               f"from its recipe (mmmos.sweep.recipes.recipe_for({task!r}))")
     sets = parse_sets(a.sets)
     cfgs = ablation_configs(tuple(sets["trienc"])) if a.ablation else paper_configs(sets)
     cfgs = _filter(cfgs, a)
@@ -111,26 +114,31 @@ def configs_from_args(a) -> list[TrainConfig]:
     return cfgs
 
 
-def run_cli(a) -> int:
-    if getattr(a, "task", None) == "track1":  # the dual-branch recipe has its own trainer and defaults
-        from .track1.cli import run_track1_cli
+def prepare(a):
+    """``(recipe, configurations, train, dev, evals)`` of parsed ``mmmos sweep`` options: the task's recipe
+    builds the configurations, every list is read with the task's rules.  The local sweep and Ray share it."""
+    from .recipes import recipe_for
 
-        return run_track1_cli(a)
-    from .run import run_sweep
-
-    cfgs = configs_from_args(a)
+    task = getattr(a, "task", None) or DEFAULT_TASK
+    recipe = recipe_for(task)
+    cfgs = recipe.fn("configs_from_args")(a)
     pairs = parse_evals(a.eval)  # before reading any list
-    task = cfgs[0].task if cfgs else DEFAULT_TASK
     train = load_labels("train", a.train, a.data_root, task)
     dev = load_labels("dev", a.dev, a.data_root, task)
     evals = [load_labels(k, v, a.data_root, task) for k, v in pairs]
+    return recipe, cfgs, train, dev, evals
+
+
+def run_cli(a) -> int:
+    """The local sweep of the task's recipe; 0 ok, 3 when some configuration failed."""
+    from .run import run_sweep
+
+    recipe, cfgs, train, dev, evals = prepare(a)
     t = time.perf_counter()
     res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
                     progress=not a.no_progress)
-    return report_results(res, a.run, time.perf_counter() - t)
+    return report_results(res, a.run, time.perf_counter() - t, recipe.report_what, recipe.report_unit)
 
 
-
-
-__all__ = ["SweepOptionError", "add_arguments", "configs_from_args", "parse_evals", "parse_sets", "report_results",
+__all__ = ["SweepOptionError", "add_arguments", "configs_from_args", "parse_evals", "parse_sets", "prepare", "report_results",
            "run_cli"]

@@ -11,7 +11,7 @@ Module map::
     checkpoints.py  a checkpoint's files; predicting new evaluation sets with a saved checkpoint
     run.py          the sweep (run_track1_sweep): plan/resume shared with Track 2, --jobs, summary
     summary.py      per-checkpoint summary table
-    cli.py          the `mmmos sweep --task track1` command (run_track1_cli)
+    cli.py          the configurations `mmmos sweep --task track1` options select (track1_configs_from_args)
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """``mmmos sweep --task track1``: the 8-run recipe (or a subset) with the Track 1 defaults."""
 from __future__ import annotations
 
-import time
-
-
 from .recipe import DEFAULT_AUDIO_ENCODER, DEFAULT_TEXT_ENCODER, LOSS_OUTPUT, Track1Config, recipe_configs
 
 _TRACK2_ONLY = ("sets", "ablation", "heads", "seed", "grid_rate")
@@ -42,18 +39,3 @@ def track1_configs_from_args(a) -> list[Track1Config]:
     return cfgs
 
 
-def run_track1_cli(a) -> int:
-    """Run the Track 1 sweep from parsed ``mmmos sweep`` options; 0 ok, 3 when some runs failed."""
-    from ..options import parse_evals, report_results
-    from ..labels import load_labels
-    from ..run import run_sweep
-
-    cfgs = track1_configs_from_args(a)
-    pairs = parse_evals(a.eval)
-    train = load_labels("train", a.train, a.data_root, "track1")
-    dev = load_labels("dev", a.dev, a.data_root, "track1")
-    evals = [load_labels(k, v, a.data_root, "track1") for k, v in pairs]
-    t = time.perf_counter()
-    res = run_sweep(cfgs, a.store, a.run, train, dev, evals, jobs=getattr(a, "jobs", 1) or 1, force=a.force,
-                    progress=not a.no_progress)
-    return report_results(res, a.run, time.perf_counter() - t, "sweep (track1)", "runs (3 checkpoints each) ")
