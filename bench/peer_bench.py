@@ -131,7 +131,7 @@ def run_process(cmd: list, env: dict, stdout: Path, cores: set[int]) -> dict:
     wrapped = [sys.executable, "-S", "-c", RSS_WRAPPER, str(rss_file), ",".join(map(str, sorted(cores))), *cmd]
     with open(stdout, "w") as so:
         t = time.perf_counter()
-        p = subprocess.run(wrapped, env=env, stdout=so, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        p = subprocess.run(wrapped, env=env, stdout=so, stderr=subprocess.PIPE, text=True, cwd=stdout.parent)
         wall = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
@@ -254,7 +254,7 @@ def run(out: Path, reps: int = 3, threads: int = 2, peer_python: str | None = No
 
     cases = select_cases(case_names, files, seconds)
     out.mkdir(parents=True, exist_ok=True)
-    work = out / "peer_work"
+    work = (out / "peer_work").resolve()  # the tools run in it: every path they get is absolute
     models = make_models(work, out / "extract_work" / "weights", peer_python, {k for k, *_ in cases.values()})
     got = measure(cases, models, work, reps, {"threads": threads, "peer_python": peer_python, "precision": precision})
     used = sorted({e for n in got["mmmos_log"].values() for e in (n["precision"] or "?").split(", ")})
