@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 
-
-
-def make_predictor(out: Path, weights: dict[str, str]) -> Path:
+def make_predictor(out: Path, weights: dict[str, str], encoders: tuple[str, ...] = ("wavlm", "muq", "m2d"),
+                   name: str = "trienc-mlp-utmos") -> Path:
+    """A predictor folder ``out/predictor``: one random mlp member ``name`` on ``encoders`` (full-size, ``weights``)."""
     import torch
 
     from mmmos import extract
@@ -24,8 +24,8 @@ def make_predictor(out: Path, weights: dict[str, str]) -> Path:
     from mmmos.app.predict import export_predictor
 
     idents, keys, dim = [], [], 0
-    for name in ("wavlm", "muq", "m2d"):
-        enc = extract.load_encoder(name, weights[name], device="cpu")
+    for enc_name in encoders:
+        enc = extract.load_encoder(enc_name, weights[enc_name], device="cpu")
         ident = json.loads(json.dumps({**_encoder_identity(enc, "fp32"), "dtype": "float16"}, default=str))
         idents.append(ident)
         keys.append(identity_key(ident))
@@ -34,10 +34,11 @@ def make_predictor(out: Path, weights: dict[str, str]) -> Path:
     torch.manual_seed(0)
     head = build_head("mlp", dim)
     task = get_task()
-    RunDir(out / "run").config("trienc-mlp-utmos").write_model(ModelRecord(
+    RunDir(out / "run").config(name).write_model(ModelRecord(
         head_config=head.config, state_dict=head.state_dict(), z_mean=[5.0] * task.n_axes, z_std=[2.0] * task.n_axes,
         axes=list(task.axes), encoders=idents, encoder_keys=keys, crop_seconds=10.0, grid_rate=6.25, task=task.name))
-    return export_predictor(out / "run", ["trienc-mlp-utmos"], out / "predictor", weights=weights)
+    used = {k: weights[k] for k in encoders}
+    return export_predictor(out / "run", [name], out / "predictor", weights=used)
 
 
 def run(out: Path, seconds: float = 90.0) -> Path:

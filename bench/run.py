@@ -1,15 +1,19 @@
 """`make bench`: run the benchmarks and write bench_out/*.json + *.md and bench_out/README.md.
 
-    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,predict_stages,threads,precision,faults,ray,track1]
-                        [--scale 0.25]
+    python -m bench.run [--out bench_out] [--only extract,sweep,ensemble,predict,predict_stages,threads,precision,faults,ray,
+                        track1,peer] [--scale 0.25] [--peer-python PY]
 
 Default set: every benchmark except ``precision`` on a CPU without native bf16 (there bf16 is emulated and
 measured 0.24-0.31x of fp32, so ``auto`` stays fp32 and the figure is known); ``--only precision`` runs it.
+``peer`` (``mmmos predict`` vs audiobox-aesthetics, :mod:`bench.peer_bench`) runs where the peer's own
+virtualenv is installed (``bench/peer_setup.sh``) and prints one line otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
+import sys
 from pathlib import Path
 
 BENCHES = {  # name -> module with run(out, ...) returning (or writing) its markdown report
@@ -25,6 +29,7 @@ BENCHES = {  # name -> module with run(out, ...) returning (or writing) its mark
     "faults": "bench.faults",
     "ray": "bench.ray_bench",
     "track1": "bench.track1_bench",
+    "peer": "bench.peer_bench",
 }
 
 
@@ -38,7 +43,8 @@ def default_benches() -> list[str]:
     return names
 
 
-def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
+def run_one(name: str, out: Path, a: argparse.Namespace) -> Path | None:
+    """Run benchmark ``name``; the path of its markdown report (None: skipped, it printed why)."""
     mod = importlib.import_module(BENCHES[name])
     if name == "extract":
         mod.run(out, a.extract_clips, a.device, backend=a.backend)
@@ -65,6 +71,8 @@ def run_one(name: str, out: Path, a: argparse.Namespace) -> Path:
         return out / "ray.md"
     if name == "track1":
         return mod.run(out, 16, 8, 2, False)
+    if name == "peer":
+        return mod.run(out, a.peer_reps, a.peer_threads, a.peer_python, command=a.command)
     if name == "precision_profile":
         mod.main(["--out", str(out)])
         return out / "precision_profile.md"
@@ -87,7 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads-files", type=int, default=120, help="short files for the threads benchmark")
     ap.add_argument("--threads-reps", type=int, default=3, help="interleaved repetitions of the threads benchmark")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--peer-python", help="python of the audiobox-aesthetics virtualenv for the peer benchmark "
+                    "(default: $MMMOS_PEER_PYTHON, else .peer-venv/bin/python)")
+    ap.add_argument("--peer-reps", type=int, default=3, help="interleaved repetitions of the peer benchmark")
+    ap.add_argument("--peer-threads", type=int, default=2, help="math threads of both tools in the peer benchmark")
     a = ap.parse_args(argv)
+    a.command = shlex.join(["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
     out = Path(a.out)
     names = a.only.split(",") if a.only else default_benches()
     unknown = [n for n in names if n not in BENCHES]
@@ -95,8 +108,11 @@ def main(argv=None) -> int:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     for name in names:
         print(f"== {name} benchmark", flush=True)
-        print(Path(run_one(name, out, a)).read_text(), flush=True)
+        md = run_one(name, out, a)
+        if md is not None:
+            print(Path(md).read_text(), flush=True)
     # the index lists every report in the folder, also those of earlier runs with other --only
+    out.mkdir(parents=True, exist_ok=True)
     index = ["# Benchmarks", ""] + [f"* [{p.name}]({p.name})" for p in sorted(out.glob("*.md")) if p.name != "README.md"]
     (out / "README.md").write_text("\n".join(index) + "\n")
     return 0
