@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +218,10 @@ def weights_to_be_loaded():
 
     init = torch.nn.init
     saved = {n: f for n, f in vars(init).items() if n.endswith("_") and not n.startswith("_") and callable(f)}
-    hf = contextlib.nullcontext()
-    try:
-        from transformers.modeling_utils import no_init_weights
-
-        hf = no_init_weights()
-    except ImportError:  # an encoder without Hugging Face code
-        pass
+    # Hugging Face's own switch, only where its model code is already loaded (importing it costs seconds; the
+    # caller imports its model class before entering this block)
+    hf_utils = sys.modules.get("transformers.modeling_utils")
+    hf = hf_utils.no_init_weights() if hasattr(hf_utils, "no_init_weights") else contextlib.nullcontext()
     for n in saved:
         setattr(init, n, lambda tensor, *a, **k: tensor)
     try:
@@ -232,6 +230,36 @@ def weights_to_be_loaded():
     finally:
         for n, f in saved.items():
             setattr(init, n, f)
+
+
+@contextlib.contextmanager
+def transformers_without_sklearn():
+    """Import Hugging Face model code inside this block: its generation package imports scikit-learn when it is
+    installed, for assisted decoding no encoder here uses, and that import was 1.3-1.5 s of every WavLM, MuQ or
+    RoBERTa start on a 2-core Xeon (``python -X importtime``).  transformers is told scikit-learn is absent while
+    the block runs; afterwards it is told the truth again, and the one name the skipped import would have bound
+    (``roc_curve``) is bound to a function that imports it when first called."""
+    try:
+        import transformers.utils.import_utils as iu
+    except ImportError:
+        yield
+        return
+    if not getattr(iu, "_sklearn_available", False) or "transformers.generation.candidate_generator" in sys.modules:
+        yield  # no scikit-learn, or transformers' generation code is loaded already: nothing to save
+        return
+    iu._sklearn_available = False
+    try:
+        yield
+    finally:
+        iu._sklearn_available = True
+        cg = sys.modules.get("transformers.generation.candidate_generator")
+        if cg is not None and not hasattr(cg, "roc_curve"):
+            def roc_curve(*args, **kwargs):
+                from sklearn.metrics import roc_curve as real
+
+                return real(*args, **kwargs)
+
+            cg.roc_curve = roc_curve
 
 
 def strict_load(module, state_dict: dict, source: str) -> None:

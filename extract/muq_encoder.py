@@ -40,7 +40,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, to_device, weights_to_be_loaded
+from .base import (EncoderLoadError, FrameEncoder, load_checkpoint, strict_load, to_device, transformers_without_sklearn,
+                   weights_to_be_loaded)
 from .wavlm import align_weight_norm_keys
 
 SAMPLE_RATE = 24000  # MuQ's MelSTFT is fixed to 24 kHz
@@ -59,7 +60,8 @@ MUQ_LARGE_STAT = {"melspec_2048_cnt": 14282760192, "melspec_2048_mean": 6.768444
 # ----------------------------------------------------------------------------------
 def read_config(cfg_file: Path):
     """config.json -> ``MuQConfig`` (unknown fields ignored, as the hub mixin does), checked."""
-    from muq import MuQConfig
+    with transformers_without_sklearn():
+        from muq import MuQConfig
 
     try:
         raw = json.loads(cfg_file.read_text())
@@ -96,7 +98,9 @@ def build_model(cfg, init: bool = True):
     """``muq.MuQ(cfg)`` without touching the caller's RNGs (muq seeds torch and ``random``); ``init=False`` when a
     strict load fills every weight next (no random draws)."""
     import torch
-    from muq import MuQ
+
+    with transformers_without_sklearn():
+        from muq import MuQ
 
     state = random.getstate()
     try:

@@ -181,7 +181,10 @@ class RobertaTextEncoder(TextEncoder):
 
     @staticmethod
     def _build(folder: Path):
-        from transformers import RobertaConfig, RobertaModel
+        from .base import transformers_without_sklearn
+
+        with transformers_without_sklearn():
+            from transformers import RobertaConfig, RobertaModel
 
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():

@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 import numpy as np
 
 from .base import (EncoderLoadError, FrameEncoder, key_mismatch, load_checkpoint, strict_load, tiled_chunks, to_device,
-                   weights_to_be_loaded)
+                   transformers_without_sklearn, weights_to_be_loaded)
 
 SAMPLE_RATE = 16000
 MAX_CHUNK_FRAMES = 1500  # 30 s at 50 Hz: SPEC caps chunks at 30 s (attention memory ~ T^2)
@@ -284,7 +284,9 @@ def _check_original_keys(model, sd: dict, conv_norm: str, source: str) -> None:
 def _build(config, init: bool = True):
     """``WavLMModel(config)``; ``init=False`` when a strict load fills every weight next (no random draws)."""
     import torch
-    from transformers import WavLMModel
+
+    with transformers_without_sklearn():
+        from transformers import WavLMModel
 
     with torch.random.fork_rng(devices=[]):  # construction draws random init; leave caller's RNG alone
         with (contextlib.nullcontext() if init else weights_to_be_loaded()):

@@ -46,3 +46,24 @@ def test_the_init_functions_are_put_back():
     with pytest.raises(RuntimeError), weights_to_be_loaded():
         raise RuntimeError("a failed build")
     assert dict(vars(torch.nn.init)) == before and torch.nn.init.zeros_(torch.ones(2)).sum() == 0
+
+
+def test_hugging_face_code_loads_without_scikit_learn(tmp_path):
+    """transformers' generation code imports scikit-learn (1.3-1.5 s of every start) for a decoding mode no
+    encoder uses: a fresh process that loads WavLM and MuQ imports none of it, transformers still reports
+    scikit-learn as it is, and the one sklearn function its generation code names still works."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    w, m = _checkpoint("wavlm", tmp_path), _checkpoint("muq", tmp_path)
+    code = (f"import sys\nfrom mmmos import extract\nextract.load_encoder('wavlm', {str(w)!r})\n"
+            f"extract.load_encoder('muq', {str(m)!r})\nprint('sklearn' in sys.modules)\n"
+            "from transformers.utils import is_sklearn_available\nprint(is_sklearn_available())\n"
+            "from transformers.generation import candidate_generator as cg\n"
+            "print(list(cg.roc_curve([0, 1, 1], [0.1, 0.4, 0.9])[1]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from sklearn.metrics import roc_curve
+
+    assert r.stdout.split("\n")[:3] == ["False", "True", str(list(roc_curve([0, 1, 1], [0.1, 0.4, 0.9])[1]))]
