@@ -208,12 +208,15 @@ def key_mismatch(expected: dict[str, tuple], got: dict[str, tuple]) -> str | Non
 
 
 @contextlib.contextmanager
-def weights_to_be_loaded():
+def weights_to_be_loaded(active: bool = True):
     """Build a module inside this block when a strict load will overwrite every parameter and persistent buffer
-    right after: ``torch.nn.init``'s fills return their tensor untouched, and Hugging Face models skip their
+    right after (``active=False``: an ordinary build, with its random init): ``torch.nn.init``'s fills return their tensor untouched, and Hugging Face models skip their
     ``post_init`` fills.  Random init of the three full-size encoders (~0.5 G parameters) was seconds of every
     ``mmmos predict`` start-up, drawn only to be thrown away.  Never around a build that is not strictly loaded
     (:func:`strict_load` refuses a state dict that misses any key, so no unfilled memory survives)."""
+    if not active:
+        yield
+        return
     import torch
 
     init = torch.nn.init

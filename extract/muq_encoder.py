@@ -26,8 +26,6 @@ audio, and no chunk is padded.  Frames differ from a single pass near chunk bord
 """
 from __future__ import annotations
 
-import contextlib
-
 import dataclasses
 import json
 import math
@@ -104,7 +102,7 @@ def build_model(cfg, init: bool = True):
 
     state = random.getstate()
     try:
-        with torch.random.fork_rng(devices=[]), (contextlib.nullcontext() if init else weights_to_be_loaded()):
+        with torch.random.fork_rng(devices=[]), weights_to_be_loaded(active=not init):
             model = MuQ(cfg)
     finally:
         random.setstate(state)

@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we never resolve hub ids; make s
 
 import numpy as np
 
-from .base import CODE_VERSION, EncoderLoadError, load_checkpoint, sha256_file, strict_load
+from .base import CODE_VERSION, EncoderLoadError, load_checkpoint, sha256_file, strict_load, transformers_without_sklearn
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,6 @@ class RobertaTextEncoder(TextEncoder):
 
     @staticmethod
     def _build(folder: Path):
-        from .base import transformers_without_sklearn
-
         with transformers_without_sklearn():
             from transformers import RobertaConfig, RobertaModel
 

@@ -22,8 +22,6 @@ config table, which only makes sense next to the loader that checks it.
 """
 from __future__ import annotations
 
-import contextlib
-
 import ast
 import functools
 import json
@@ -289,7 +287,7 @@ def _build(config, init: bool = True):
         from transformers import WavLMModel
 
     with torch.random.fork_rng(devices=[]):  # construction draws random init; leave caller's RNG alone
-        with (contextlib.nullcontext() if init else weights_to_be_loaded()):
+        with weights_to_be_loaded(active=not init):
             model = WavLMModel(config)
     return model
 
