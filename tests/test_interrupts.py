@@ -248,6 +248,28 @@ def test_a_signal_during_a_shielded_import_is_raised_after_the_import(tmp_path, 
     assert interrupts._SHIELDED_IMPORT not in sys.meta_path  # restore_handlers takes the hook out again
 
 
+def test_a_shielded_block_keeps_an_ignored_sigint_ignored():
+    """A command started in the background by a script (or under ``nohup``) inherits SIGINT ignored, and ignores
+    it throughout; the shield used to replace the ignore with its recorder and deliver the signal at the block's
+    end, so such a command stopped only when SIGINT came during a shielded block (an import, a commit).  A handled
+    signal is still deferred and delivered (the contrast)."""
+    from mmmos.core.interrupts import shielded
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with shielded():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(KeyboardInterrupt):
+            with shielded():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_sigterm_reraised_as_a_plain_keyboard_interrupt_still_exits_143():
     """Ray's ray.get/ray.wait catch the handler's Terminated and raise a plain KeyboardInterrupt in its place (CI:
     exit 130 after SIGTERM); the exit status follows the signal that came, not the exception's class."""

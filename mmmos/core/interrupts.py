@@ -159,7 +159,9 @@ def shielded():
         yield
         return
     got: list[int] = []
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # a signal the process ignores (SIGINT of a job started in the background, `nohup`) stays ignored: deferring it
+    # would deliver it, so the command stopped only when the signal came inside a shielded block
+    old = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     for s in old:
         signal.signal(s, lambda signum, frame: got.append(signum))
     _state["depth"] += 1
