@@ -73,6 +73,29 @@ def select_rows(rows: dict[str, str], shard: tuple[int, int], limit: int | None)
     return rows
 
 
+@dataclass
+class RunRows:
+    """What an extraction run works on, read from its manifests: the selected rows (clip id -> audio path), each
+    clip's prompt (Track 1) and the prompt problems found while reading."""
+
+    rows: dict[str, str]
+    prompt_of: dict[str, str]
+    prompt_problems: list
+
+
+def run_rows(cfg, rep: ExtractReport) -> RunRows:
+    """The rows of ``cfg`` (an :class:`mmmos.extract.runner.ExtractConfig`: its manifests, shard and limit), with
+    manifest problems recorded in ``rep`` and ``rep.clips_total`` set; the one reading both the local and the Ray
+    runner use."""
+    prompt_of: dict[str, str] = {}
+    prompt_problems: list = []
+    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep, task=cfg.task, prompts=cfg.prompts,
+                                     prompt=cfg.prompt, prompt_of=prompt_of, prompt_problems=prompt_problems),
+                       cfg.shard, cfg.limit)
+    rep.clips_total = len(rows)
+    return RunRows(rows, prompt_of, prompt_problems)
+
+
 class Sources:
     """Fingerprints of the run's audio files, each computed at most once."""
 

@@ -20,7 +20,7 @@ from mmmos.cache_store import open_store
 from . import load_encoder, select_device
 from .base import FrameEncoder
 from .pipeline import Pipeline, Stage, embed_many, feed_settings, pending_groups
-from .plan import Sources, manifest_rows, plan_encoder, select_rows, shard_of
+from .plan import Sources, plan_encoder, run_rows, shard_of
 from .precision import _encoder_identity, _forward, cache_key, resolve_precision
 from .report import ExtractReport, Failure, failures_path, format_report, save_report, shard_suffix, write_failures
 
@@ -147,12 +147,8 @@ def text_stage(cfg: ExtractConfig, store, rows, prompt_of, prompt_problems, devi
 def run_extract(cfg: ExtractConfig) -> ExtractReport:
     t_start = time.perf_counter()
     rep = ExtractReport()
-    prompt_of: dict[str, str] = {}
-    prompt_problems: list = []
-    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep, task=cfg.task, prompts=cfg.prompts,
-                                     prompt=cfg.prompt, prompt_of=prompt_of, prompt_problems=prompt_problems),
-                       cfg.shard, cfg.limit)
-    rep.clips_total = len(rows)
+    planned = run_rows(cfg, rep)
+    rows = planned.rows
     store = open_store(cfg.store, backend=cfg.backend, create=True)
     device = select_device(cfg.device)
     feed = feed_settings(device, cfg.batch_size, cfg.group_seconds, cfg.decode_workers, cfg.overlap)
@@ -168,7 +164,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractReport:
         _close_writers(stages, rows, rep)
         prog.close()
     unwritten([(s.name, s.writer.info.key, s.writer.claims) for s in stages], store, rows, rep)
-    rep.text = text_stage(cfg, store, rows, prompt_of, prompt_problems, device, rep)
+    rep.text = text_stage(cfg, store, rows, planned.prompt_of, planned.prompt_problems, device, rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)
     return rep

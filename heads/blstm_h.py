@@ -15,11 +15,10 @@ from .axis_mlp import AxisHeads
 from .base import Head, check_dropout, check_positive_int
 
 
-class BLSTMHiddenHead(Head):
-    """Pooled features ``(B, D)`` -> scores ``(B, n_axes)`` via a BLSTM's final hidden state."""
-
-    name = "blstm_h"
-    needs_frames = False
+class BiLSTMHead(Head):
+    """What both BLSTM heads share: a single-layer bidirectional LSTM of ``lstm_hidden`` units per direction
+    over the encoder features, and per-axis MLPs on its ``2 * lstm_hidden`` outputs.  Subclasses differ in what
+    goes in (a pooled vector or the frame sequence) and how the outputs are aggregated."""
 
     def __init__(
         self,
@@ -35,6 +34,13 @@ class BLSTMHiddenHead(Head):
         super().__init__(in_dim, n_axes, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
         self.lstm = nn.LSTM(self.in_dim, lstm_hidden, num_layers=1, batch_first=True, bidirectional=True)
         self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout, self.n_axes)
+
+
+class BLSTMHiddenHead(BiLSTMHead):
+    """Pooled features ``(B, D)`` -> scores ``(B, n_axes)`` via a BLSTM's final hidden state."""
+
+    name = "blstm_h"
+    needs_frames = False
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``lengths`` is accepted for a uniform call signature and unused (features are pooled)."""

@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .axis_mlp import AxisHeads
-from .base import Head, check_dropout, check_positive_int
+from .blstm_h import BiLSTMHead
 
 
 FUSED_MAX_FRAMES = 256  # above this the per-step Python overhead outweighs the fused projection
@@ -70,26 +69,11 @@ def packed_bilstm_mean(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
     return (out * valid.unsqueeze(2).to(out.dtype)).sum(dim=1) / lengths.unsqueeze(1).to(out.dtype)
 
 
-class BLSTMTimeHead(Head):
+class BLSTMTimeHead(BiLSTMHead):
     """Frames ``(B, T, D)`` + ``lengths`` ``(B,)`` -> scores ``(B, n_axes)``."""
 
     name = "blstm_t"
     needs_frames = True
-
-    def __init__(
-        self,
-        in_dim: int,
-        lstm_hidden: int = 128,
-        axis_hidden: int = 64,
-        dropout: float = 0.1,
-        n_axes: int | None = None,
-    ) -> None:
-        lstm_hidden = check_positive_int(lstm_hidden, "lstm_hidden", self.name)
-        axis_hidden = check_positive_int(axis_hidden, "axis_hidden", self.name)
-        dropout = check_dropout(dropout, self.name)
-        super().__init__(in_dim, n_axes, lstm_hidden=lstm_hidden, axis_hidden=axis_hidden, dropout=dropout)
-        self.lstm = nn.LSTM(self.in_dim, lstm_hidden, num_layers=1, batch_first=True, bidirectional=True)
-        self.heads = AxisHeads(2 * lstm_hidden, axis_hidden, dropout, self.n_axes)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         lengths = self.check_frames(x, lengths)

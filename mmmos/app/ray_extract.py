@@ -256,17 +256,13 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
     ``on_unit(index, unit report)`` is called on the driver as each unit finishes (monitoring, tests)."""
     from mmmos.cache_store import open_store
     from mmmos.extract import modality
-    from mmmos.extract.plan import manifest_rows, select_rows
+    from mmmos.extract.plan import run_rows
     from mmmos.extract.runner import text_stage, unwritten
 
     t_start = time.perf_counter()
     rep = ExtractReport()
-    prompt_of: dict[str, str] = {}
-    prompt_problems: list = []
-    rows = select_rows(manifest_rows(cfg.manifests, cfg.data_root, rep, task=cfg.task, prompts=cfg.prompts,
-                                     prompt=cfg.prompt, prompt_of=prompt_of, prompt_problems=prompt_problems),
-                       cfg.shard, cfg.limit)
-    rep.clips_total = len(rows)
+    planned = run_rows(cfg, rep)
+    rows = planned.rows
     store = open_store(cfg.store, backend=cfg.backend, create=True)  # one backend for every worker
     run = RayExtractRun(rep)
     full_cfg, cfg = cfg, dataclasses.replace(cfg, encoders=[e for e in cfg.encoders if modality(e) == "audio"])
@@ -293,7 +289,8 @@ def run_extract_ray(cfg, opts: RayOptions, unit_clips: int | None = None, on_uni
     # a listed clip no unit wrote and none reported (e.g. left to another extract's claim) is named: exit 3
     unwritten([(name, key, None) for name, key in infos[0]["groups"]], store, rows, rep)
     # Track 1 prompts: few and short, encoded once each by the driver (as a local run does after its audio)
-    rep.text = text_stage(full_cfg, store, rows, prompt_of, prompt_problems, _driver_device(cfg.device), rep)
+    rep.text = text_stage(full_cfg, store, rows, planned.prompt_of, planned.prompt_problems,
+                          _driver_device(cfg.device), rep)
     rep.wall_seconds = time.perf_counter() - t_start
     write_failures(failures_path(cfg.store, cfg.shard), rep.failures)
     return run
