@@ -236,3 +236,67 @@ def test_pq_is_learnable_from_simple_features(corpus):
     rng = np.random.default_rng(0)
     null = [stats.spearmanr(fit_predict(rng.permutation(y_tr)), y_dev)[0] for _ in range(20)]
     assert real > max(null) and abs(np.mean(null)) < 0.2
+
+
+@pytest.mark.parametrize("cut_at", [3, 9])
+def test_an_interrupted_rewrite_leaves_no_list_describing_other_audio(tmp_path, monkeypatch, cut_at):
+    """A corpus rewritten with another seed and cut short (Ctrl-C in the 4th clip: train; the 10th: dev) used to
+    keep the old seed's lists beside new audio (labels of other clips, silently).  Now no listing file survives a
+    cut, no clip is left half-written under its name, and the re-run gives the corpus a fresh one would."""
+    from mmmos.app.demos import track2_corpus as tc
+
+    sizes = dict(n_train=6, n_dev=6, n_pam=4, durations=(0.5, 1.0))
+    make_demo_corpus(tmp_path / "c", seed=0, **sizes)
+    real_write, calls = sf.write, []
+
+    def cut_write(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == cut_at + 1:
+            real_write(path, *args, **kwargs)
+            Path(path).write_bytes(Path(path).read_bytes()[:100])  # part of the clip is on disk
+            raise KeyboardInterrupt
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(tc.sf, "write", cut_write)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_corpus(tmp_path / "c", seed=1, **sizes)
+    monkeypatch.undo()
+    out = tmp_path / "c"
+    assert not [n for n in ("train.csv", "dev.csv", "pam_dev.csv", "factors.csv", "README.txt") if (out / n).exists()]
+    for wav in out.rglob("*.wav"):
+        assert sf.info(wav).frames > 0, wav  # every clip under its own name is whole
+    make_demo_corpus(out, seed=1, **sizes)
+    make_demo_corpus(tmp_path / "fresh", seed=1, **sizes)
+    for name in ("train.csv", "dev.csv", "pam_dev.csv", "factors.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+    for wav in (tmp_path / "fresh").rglob("*.wav"):
+        assert (out / wav.relative_to(tmp_path / "fresh")).read_bytes() == wav.read_bytes()
+
+
+def test_an_interrupted_track1_corpus_leaves_no_list(tmp_path, monkeypatch):
+    """The Track 1 corpus likewise: the demo reuses a corpus whose pam_dev list exists, so a run cut after that
+    list but before the prompt tables used to be reused without them.  Lists now come after all audio."""
+    from mmmos.app.demos import track1_corpus as t1
+
+    sizes = dict(n_train=6, n_dev=4, n_pam=3)
+    t1.make_track1_corpus(tmp_path / "c", seed=0, **sizes)
+    real_write, calls = t1.sf.write, []
+
+    def cut_write(path, *args, **kwargs):  # Ctrl-C while the first PAM clip is written (after train and dev)
+        calls.append(path)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(t1.sf, "write", cut_write)
+    with pytest.raises(KeyboardInterrupt):
+        t1.make_track1_corpus(tmp_path / "c", seed=1, **sizes)
+    monkeypatch.undo()
+    lists = ["sets/train_mos_list.txt", "sets/dev_mos_list.txt", "sets/pam_dev_mos_list.txt", "prompt_info.txt",
+             "demo_prompt_info.txt", "eval_list.txt", "factors.csv"]
+    assert not [n for n in lists if (tmp_path / "c" / n).exists()]
+    t1.make_track1_corpus(tmp_path / "c", seed=1, **sizes)
+    t1.make_track1_corpus(tmp_path / "fresh", seed=1, **sizes)
+    for f in (tmp_path / "fresh").rglob("*"):
+        if f.is_file():
+            assert (tmp_path / "c" / f.relative_to(tmp_path / "fresh")).read_bytes() == f.read_bytes(), f

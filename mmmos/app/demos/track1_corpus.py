@@ -28,6 +28,7 @@ Sized for 2 CPU cores: the default 300 + 80 + 60 clips take about a minute to wr
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,10 @@ def _clip(system: System, prompt: dict[str, str], split: str, rng: np.random.Gen
     wave = degrade(render(rendered["tempo"], rendered["instrument"], rendered["brightness"], seconds, rng),
                    system.kinds, severity, rng)
     name = f"{ID_PREFIX}{system.name}_{prompt['id']}"
-    sf.write(out / "wav" / f"{name}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
+    dest = out / "wav" / f"{name}.wav"
+    tmp = dest.with_name(f".{dest.name}.tmp")  # under its own name only once whole
+    sf.write(tmp, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, dest)
     latent = latent_scores(severity, matched, system.quality)
     row = {"clip_id": name, "system": system.name, "split": split, "prompt_id": prompt["id"],
            "severity": round(severity, 4), "seconds": round(seconds, 3),
@@ -202,13 +206,24 @@ def _pairs(systems, table, rng: np.random.Generator) -> list[tuple[System, dict]
     return [pairs[i] for i in rng.permutation(len(pairs))]
 
 
+def _write_whole(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _write_list(path: Path, rows: list[dict], axes: tuple[str, ...]) -> None:
-    path.write_text("".join(f"{r['clip_id']}.wav," + ",".join(f"{r[a]:.1f}" for a in axes) + "\n" for r in rows),
-                    encoding="utf-8")
+    _write_whole(path, "".join(f"{r['clip_id']}.wav," + ",".join(f"{r[a]:.1f}" for a in axes) + "\n" for r in rows))
 
 
 def _write_tsv(path: Path, items: list[tuple[str, str]]) -> None:
-    path.write_text("id\ttext\n" + "".join(f"{k}\t{v}\n" for k, v in items), encoding="utf-8")
+    _write_whole(path, "id\ttext\n" + "".join(f"{k}\t{v}\n" for k, v in items))
+
+
+#: The corpus's listing files, the one the demo knows a complete corpus by first: removed before any audio is
+#: rewritten and written after all of it, so a run cut short leaves no list describing other audio.
+LISTINGS = ("sets/pam_dev_mos_list.txt", "sets/dev_mos_list.txt", "sets/train_mos_list.txt", "prompt_info.txt",
+            "demo_prompt_info.txt", "eval_list.txt", "factors.csv")
 
 
 def make_track1_corpus(out: str | os.PathLike, seed: int = 0, n_train: int = 300, n_dev: int = 80,
@@ -230,6 +245,8 @@ def make_track1_corpus(out: str | os.PathLike, seed: int = 0, n_train: int = 300
     root = Path(out)
     for d in (root / "wav", root / "sets"):
         d.mkdir(parents=True, exist_ok=True)
+    for name in LISTINGS:
+        (root / name).unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     main = _pairs(TRAIN_SYSTEMS, table, rng)
     plan = {"train": main[:n_train], "dev": main[n_train:n_train + n_dev],
@@ -238,18 +255,20 @@ def make_track1_corpus(out: str | os.PathLike, seed: int = 0, n_train: int = 300
     for split, pairs in plan.items():
         rows[split] = sorted((_clip(s, p, split, rng, root, durations, axes) for s, p in pairs),
                              key=lambda r: r["clip_id"])
-        _write_list(root / "sets" / f"{split}_mos_list.txt", rows[split], axes)
     everything = [r for rs in rows.values() for r in rs]
     by_id = {p["id"]: p["text"] for p in table}
     # The demo systems' prompts live only in demo_prompt_info.txt, keyed by file name (as in MusicEval).
     demo = [(f"{r['clip_id']}.wav", by_id[r["prompt_id"]]) for r in everything if r["system"] in DEMO_PROMPT_SYSTEMS]
     _write_tsv(root / "prompt_info.txt", list(by_id.items()))
     _write_tsv(root / "demo_prompt_info.txt", demo)
-    (root / "eval_list.txt").write_text("".join(r["clip_id"] + "\n" for r in rows["dev"]), encoding="utf-8")
-    with open(root / "factors.csv", "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(everything[0]) if everything else ["clip_id"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(everything)
+    _write_whole(root / "eval_list.txt", "".join(r["clip_id"] + "\n" for r in rows["dev"]))
+    factors = io.StringIO()
+    w = csv.DictWriter(factors, fieldnames=list(everything[0]) if everything else ["clip_id"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(everything)
+    _write_whole(root / "factors.csv", factors.getvalue())
+    for split in ("train", "dev", "pam_dev"):  # the pam_dev list, the completeness mark, last
+        _write_list(root / "sets" / f"{split}_mos_list.txt", rows[split], axes)
     return {"out_dir": str(root), **{s: str(root / "sets" / f"{s}_mos_list.txt") for s in plan},
             "prompt_info": str(root / "prompt_info.txt"), "demo_prompt_info": str(root / "demo_prompt_info.txt"),
             "eval_list": str(root / "eval_list.txt"), "factors": str(root / "factors.csv"),

@@ -533,11 +533,26 @@ Systems (PAM-like dev):   {pam_systems}
 
 
 def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
         for r in rows:
             w.writerow([_fmt(r[h]) for h in header])
+    os.replace(tmp, path)
+
+
+#: The corpus's own listing files, the one a complete corpus is known by (the demo's check) first: removed before
+#: any audio is rewritten and written again only after all of it, so an interrupted run never leaves a list
+#: whose labels describe audio of another seed or size.
+_LISTINGS = ("pam_dev.csv", "dev.csv", "train.csv", "factors.csv", "README.txt")
+
+
+def _write_wav(dest: Path, wave: np.ndarray, sample_rate: int) -> None:
+    """A clip under its final name only once whole (a temporary name, then a rename)."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    sf.write(tmp, wave, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, dest)
 
 
 def _fmt(v: Any) -> str:
@@ -557,6 +572,9 @@ def make_demo_corpus(
 ) -> dict[str, Any]:
     """Generate the corpus into ``out_dir`` (created; our files are overwritten).
 
+    The listing files are removed first and written after all audio (``pam_dev.csv`` last), each clip and list
+    under its final name only once whole: a run cut short leaves no list that describes other audio.
+
     Returns a dict with the paths ``train``, ``dev``, ``pam_dev`` (manifests), ``factors``,
     ``readme``, ``out_dir``, plus ``n_clips`` (per split) and ``total_seconds``.
     """
@@ -569,12 +587,15 @@ def make_demo_corpus(
         raise ValueError(f"sample_rate must be >= 8000 Hz, got {sample_rate}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in _LISTINGS:
+        (out / name).unlink(missing_ok=True)
     plan = (
         ("train", n_train, TRAIN_SYSTEMS),
         ("dev", n_dev, TRAIN_SYSTEMS),
         ("pam_dev", n_pam, PAM_SYSTEMS),
     )
     all_factors: list[dict[str, Any]] = []
+    split_rows: dict[str, list[dict[str, Any]]] = {}
     result: dict[str, Any] = {"out_dir": str(out), "n_clips": {}, "total_seconds": 0.0}
     for split, count, systems in plan:
         rows: list[dict[str, Any]] = []
@@ -590,15 +611,16 @@ def make_demo_corpus(
                 rel = f"audio/{split}/{system.name}/{clip_id}.wav"
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(dest, wave, sample_rate, subtype="PCM_16", format="WAV")
+            _write_wav(dest, wave, sample_rate)
             f = {"clip_id": clip_id, "path": rel, "split": split, **f}
             rows.append(f)
             all_factors.append(f)
             result["total_seconds"] += wave.size / sample_rate
-        manifest = out / f"{split}.csv"
-        _write_csv(manifest, MANIFEST_COLUMNS, rows)
-        result[split] = str(manifest)
+        split_rows[split] = rows
+        result[split] = str(out / f"{split}.csv")
         result["n_clips"][split] = count
+    for split in ("train", "dev"):  # pam_dev.csv, the completeness mark, last of all
+        _write_csv(out / f"{split}.csv", MANIFEST_COLUMNS, split_rows[split])
     factor_cols = list(all_factors[0]) if all_factors else ["clip_id", "path", "split"]
     _write_csv(out / "factors.csv", factor_cols, all_factors)
     (out / "README.txt").write_text(
@@ -616,6 +638,7 @@ def make_demo_corpus(
         ),
         encoding="utf-8",
     )
+    _write_csv(out / "pam_dev.csv", MANIFEST_COLUMNS, split_rows["pam_dev"])
     result["factors"] = str(out / "factors.csv")
     result["readme"] = str(out / "README.txt")
     result["total_seconds"] = round(result["total_seconds"], 3)
