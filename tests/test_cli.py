@@ -1,8 +1,11 @@
 """mmmos.app.cli: lazy dispatch, exit statuses and error wording, start-up imports."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -122,3 +125,61 @@ def test_module_entry_point_runs_main():
     r = subprocess.run([sys.executable, "-m", "mmmos", "cache", "/definitely/not/here"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("mmmos cache: error: ") and "Traceback" not in r.stderr
+
+
+def _sigterm_seen_as(error: Exception, chained: bool):
+    """A command body in which compiled code (matplotlib's renderer, pybind11) meets the SIGTERM handler's
+    exception and raises ``error`` in its place: with the interrupt as its context, or with no trace of it."""
+    def run(args):
+        caught = False
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            if chained:
+                raise error
+            caught = True
+        if caught:
+            raise error
+    return run
+
+
+@pytest.mark.parametrize("chained", [True, False])
+def test_an_interrupt_turned_into_another_error_by_compiled_code_is_still_the_interrupt(fake_run, run_cli, chained):
+    """`mmmos report` hit by SIGTERM while matplotlib drew gave exit 1, a ValueError traceback and 'unexpected
+    error ... please report it'; it is the signal: exit 143 and the one line, no traceback."""
+    fake_run(_sigterm_seen_as(ValueError("Invalid bounding box"), chained))
+    rc, _, err = run_cli(["demo-data"])
+    assert rc == 143 and "Traceback" not in err
+    assert err.strip() == "mmmos demo-data: terminated; run it again to finish"
+
+
+def test_a_bug_long_after_an_interrupt_is_still_a_bug(fake_run, run_cli, monkeypatch):
+    """The window is short: an error with no interrupt in its chain, seconds after a signal that was handled, is
+    reported as the bug it is (exit 1, traceback)."""
+    from mmmos.core import interrupts
+
+    monkeypatch.setattr(interrupts, "MANGLED_WITHIN_S", 0.05)
+
+    def run(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # handled, e.g. a prompt that was cancelled
+        time.sleep(0.2)
+        raise ValueError("a real bug")
+
+    fake_run(run)
+    rc, _, err = run_cli(["demo-data"])
+    assert rc == 1 and "Traceback" in err and "a real bug" in err
+
+
+def test_the_interrupt_line_says_whether_work_is_kept(monkeypatch, run_cli):
+    """Only commands that keep finished work say so; predict, score, cache, report, ensemble, import-public and
+    demo-data start over when run again."""
+    resumable = {n for n, c in cli.COMMANDS.items() if c.resumes}
+    assert resumable == {"demo", "extract", "sweep"}
+    monkeypatch.setattr(cli, "build_parser", lambda command: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert run_cli(["score"])[2].strip() == "mmmos score: interrupted; run it again to finish"
+    assert run_cli(["sweep"])[2].strip() == "mmmos sweep: interrupted; finished work is kept (re-run to resume)"

@@ -14,7 +14,8 @@
 Exit status: 0 done; 1 unexpected error (a bug: traceback shown); 2 a user error (one line
 ``mmmos <command>: error: <message>``; ``--debug`` adds the traceback); 3 finished, but some items
 failed (listed in the command's report); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): every worker
-process is stopped first, finished work is kept and a re-run resumes (see mmmos.core.interrupts).
+process is stopped first; extract, sweep and demo keep finished work and a re-run resumes (``Command.resumes``);
+an error raised within 2 s of the signal, or with it in its chain, is the interrupt (see mmmos.core.interrupts).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from typing import Callable, Sequence
 
 from mmmos.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError
 from mmmos.core.exiting import end_process, native_teardown_skipped
-from mmmos.core.interrupts import exit_status, install_handlers, restore_handlers
+from mmmos.core.interrupts import exit_status, install_handlers, mangled_interrupt, restore_handlers
 
 PROG = "mmmos"
 
@@ -45,22 +46,23 @@ class Command:
     module: str
     add: str = "add_arguments"
     run: str = "run_cli"
+    resumes: bool = True  # its finished work survives an interrupt and a re-run goes on from it
 
 
 COMMANDS: dict[str, Command] = {
     "demo": Command("the whole job end to end on the built-in synthetic corpus (no downloads)", "mmmos.app.demos.command"),
     "demo-data": Command("write the synthetic, labelled demo corpus", "mmmos.app.demos.command",
-                         "add_data_arguments", "run_data_cli"),
+                         "add_data_arguments", "run_data_cli", resumes=False),
     "extract": Command("run frozen encoders over audio and cache their frames", "mmmos.app.extract_cmd"),
-    "cache": Command("list (and --verify) the encoders and clips a cache holds", "mmmos.app.cache_cmd"),
+    "cache": Command("list (and --verify) the encoders and clips a cache holds", "mmmos.app.cache_cmd", resumes=False),
     "sweep": Command("train head x loss configurations from a cache", "mmmos.app.sweep_cmd"),
     "ensemble": Command("evaluate ensemble strategies from a finished sweep (seconds, no training)",
-                        "mmmos.app.ensemble_cmd"),
-    "report": Command("self-contained HTML report of a sweep and its ensembles", "mmmos.app.report"),
-    "predict": Command("scores for audio files with an exported model", "mmmos.app.predict"),
-    "score": Command("challenge metrics of predictions against labels", "mmmos.app.scoring"),
+                        "mmmos.app.ensemble_cmd", resumes=False),
+    "report": Command("self-contained HTML report of a sweep and its ensembles", "mmmos.app.report", resumes=False),
+    "predict": Command("scores for audio files with an exported model", "mmmos.app.predict", resumes=False),
+    "score": Command("challenge metrics of predictions against labels", "mmmos.app.scoring", resumes=False),
     "import-public": Command("a public ASTAR-NTU Track 1 checkpoint -> a run configuration (and a predictor)",
-                             "mmmos.app.import_public"),
+                             "mmmos.app.import_public", resumes=False),
 }
 
 
@@ -117,7 +119,9 @@ def _interrupted(command: str | None, e: KeyboardInterrupt) -> int:
     """The one line an interrupted command prints, and its exit status (130 Ctrl-C, 143 SIGTERM)."""
     how = "terminated" if exit_status(e) != EXIT_INTERRUPTED else "interrupted"
     where = f"{PROG} {command}" if command else PROG
-    print(f"\n{where}: {how}; finished work is kept (re-run to resume)", file=sys.stderr, flush=True)
+    cmd = COMMANDS.get(command or "")
+    what = "finished work is kept (re-run to resume)" if cmd is None or cmd.resumes else "run it again to finish"
+    print(f"\n{where}: {how}; {what}", file=sys.stderr, flush=True)
     return exit_status(e)
 
 
@@ -141,7 +145,12 @@ def _run(args: argparse.Namespace, command: str, debug: bool) -> int:
             _fail(command, e.code)
             return EXIT_USER
         return int(e.code or 0)
-    except Exception:  # noqa: BLE001 - a bug: the traceback is what the report needs
+    except Exception as e:  # noqa: BLE001 - a bug: the traceback is what the report needs
+        interrupt = mangled_interrupt(e)
+        if interrupt is not None:  # the signal's exception, turned into another error by compiled code
+            if debug:
+                traceback.print_exc()
+            return _interrupted(command, interrupt)
         traceback.print_exc()
         _fail(command, "unexpected error (the traceback above shows where; please report it)")
         return EXIT_FAILED

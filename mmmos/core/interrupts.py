@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 EXIT_SIGTERM = 143  # 128 + SIGTERM
 
@@ -29,17 +30,44 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (raised in the main thread, like Ctrl-C's KeyboardInterrupt)."""
 
 
-_state = {"last": None, "depth": 0}  # the last signal a handler here took; how deep in shielded() blocks we are
+# the last signal a handler here took, and when (time.monotonic()); how deep in shielded() blocks we are
+_state = {"last": None, "when": None, "depth": 0}
+
+#: An unexpected error this soon after a signal is taken for that signal (:func:`mangled_interrupt`).
+MANGLED_WITHIN_S = 2.0
+
+
+def _took(signum: int) -> None:
+    _state["last"], _state["when"] = signum, time.monotonic()
 
 
 def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
-    _state["last"] = signal.SIGTERM
+    _took(signal.SIGTERM)
     raise Terminated()
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    _state["last"] = signal.SIGINT
+    _took(signal.SIGINT)
     raise KeyboardInterrupt()
+
+
+def mangled_interrupt(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt behind an unexpected error, if there is one; None when the error is a bug of its own.
+
+    A signal's exception raised while compiled code runs a Python callback (matplotlib's Agg renderer, pybind11
+    modules) can come out as another error (seen: ``ValueError: Invalid bounding box``, a ``TypeError`` from a
+    transform) after the command was told to stop.  Such an error is the interrupt when the interrupt is in its
+    chain of causes, or when a handler here took a signal at most :data:`MANGLED_WITHIN_S` seconds before."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    if _state["when"] is not None and time.monotonic() - _state["when"] <= MANGLED_WITHIN_S:
+        return Terminated() if _state["last"] == signal.SIGTERM else KeyboardInterrupt()
+    return None
 
 
 class _ShieldedImport:
@@ -110,7 +138,7 @@ def install_handlers():
     handler (for :func:`restore_handlers`)."""
     if threading.current_thread() is threading.main_thread():
         sys.unraisablehook = _redeliver_swallowed
-        _state["last"] = None
+        _state["last"] = _state["when"] = None
         if _SHIELDED_IMPORT not in sys.meta_path:
             sys.meta_path.insert(0, _SHIELDED_IMPORT)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -172,7 +200,7 @@ def shielded():
         for s, h in old.items():
             signal.signal(s, h)
         if got:
-            _state["last"] = got[0]
+            _took(got[0])
             raise Terminated() if got[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
