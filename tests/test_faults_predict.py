@@ -303,3 +303,17 @@ def test_no_axis_is_spelled_in_the_predict_package():
     for f in _package_files():
         hits = pattern.findall(f.read_text())
         assert not hits, (f.name, hits)
+
+
+@pytest.mark.parametrize("bad", ["folder", "under_a_file"])
+def test_an_unwritable_out_is_one_line_before_any_clip_is_scored(tmp_path, files, capsys, bad):
+    """`--out` naming a folder (or a path under a file) ended a finished run in a traceback, its scores lost
+    (IsADirectoryError / NotADirectoryError after every clip); now it is refused first, exit 2."""
+    model = _predictor(tmp_path)
+    (tmp_path / "taken.csv").mkdir()
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / ("taken.csv" if bad == "folder" else "afile/p.csv")
+    capsys.readouterr()
+    rc = _cli([str(files["short3"]), "--model", str(model), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--out {out}" in err and "scored" not in err

@@ -63,11 +63,10 @@ def write_metrics(table: "pl.DataFrame", path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ScoreError(f"{path}: metrics output must end in .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        table.write_csv(path)
-    else:
-        table.write_parquet(path)
+    from mmmos.core.outputs import check_output_file, replace_whole
+
+    check_output_file(path)
+    replace_whole(path, table.write_csv if suffix == ".csv" else table.write_parquet)
     return path
 
 
@@ -160,6 +159,10 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if args.out is not None and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
         raise ScoreError(f"--out {args.out} must end in .csv or .parquet")
+    if args.out is not None:
+        from mmmos.core.outputs import check_output_file
+
+        check_output_file(args.out)
     task = get_task(getattr(args, "task", None))
     with warnings.catch_warnings():
         # These are collected in Evaluation.notes and printed below with the counts.

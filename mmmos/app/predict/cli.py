@@ -109,9 +109,13 @@ def run_cli(args: argparse.Namespace) -> int:
     from .inputs import expand_inputs
     from .loader import load_predictor, predictor_class
     from .spec import load_spec
+    from mmmos.core.outputs import check_output_file
+
     from .tables import output_format, write_table
 
     output_format(args.out)
+    if args.out is not None:
+        check_output_file(args.out)  # before the clips are scored, not after
     weights = parse_weights(args.weights)
     spec = load_spec(args.model)  # the folder is read (and its pins checked) once, here
     task = get_task(spec.task)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mmmos.core.outputs import check_output_file, replace_whole
 from mmmos.core.tasks import get_task
 
 from .errors import PredictorError
@@ -79,13 +80,9 @@ def write_table(df, path: str | None) -> None:
         sys.stdout.write(df.write_csv())
         sys.stdout.flush()
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "csv":
-        df.write_csv(path)
-    elif fmt == "jsonl":
-        df.write_ndjson(path)
-    else:
-        df.write_parquet(path)
+    check_output_file(path)
+    writers = {"csv": df.write_csv, "jsonl": df.write_ndjson}
+    replace_whole(path, writers.get(fmt, df.write_parquet))
 
 
 __all__ = ["OUTPUT_FORMATS", "output_format", "prompted_table", "results_table", "write_table"]
