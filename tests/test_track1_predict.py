@@ -1,6 +1,8 @@
 """Track 1 predictors: an exported dual-branch ensemble scores (audio, prompt) pairs as the sweep did."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -103,7 +105,7 @@ def test_cli_prompt_manifest_csv_and_missing_prompt(trained, tmp_path, capsys):
                  ).write_csv(csv)
     assert main(["predict", str(csv), "--model", str(model), "--out", str(out), "--no-progress"]) == 3
     c = pl.read_csv(out)
-    assert c.height == 3 and c["error"].null_count() == 2 and "no prompt" in c["error"][1]
+    assert c.height == 3 and c["error"].null_count() == 2 and f"empty prompt in {csv}" in c["error"][1]
     assert c[AXES[0]][1] is None and c[AXES[0]][0] is not None
     # a plain audio file without --prompt -> error row, exit 3
     assert main(["predict", items[0].path, "--model", str(model), "--out", str(out), "--no-progress"]) == 3
@@ -200,3 +202,32 @@ def test_load_predictor_gives_the_prompted_predictor_and_the_heads_scores(traine
     np.testing.assert_allclose(got.select(AXES).to_numpy()[0], want, atol=1e-5)
     bins = [f"{a}_p{b:02d}" for a in AXES for b in range(p.shape[-1])]
     np.testing.assert_allclose(got.select(bins).to_numpy()[0], p.reshape(-1), atol=1e-6)
+
+
+def test_a_row_whose_prompt_is_not_in_the_table_says_which_and_where(trained, tmp_path, capsys):
+    """A list row whose prompt id is missing from prompt_info.txt got the generic 'no prompt (give --prompt
+    TEXT ...)', which hid the cause and steered to one text for every clip; its error row now names the id and
+    the table.  A --prompts folder without the tables is one line (it was an error row per clip)."""
+    import shutil
+
+    root, info = trained
+    model = export_predictor(root / "run", [RUNS[0]], tmp_path / "m5")
+    corpus = tmp_path / "corpus"
+    shutil.copytree(Path(info["dev"]).parent.parent, corpus, ignore=shutil.ignore_patterns("wav"))
+    shutil.copytree(Path(info["dev"]).parent.parent / "wav", corpus / "wav")
+    table = corpus / "prompt_info.txt"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines[:1]) + "\n")  # the header only: no prompt id resolves
+    out = tmp_path / "p.csv"
+    dev_list = str(corpus / "sets" / "dev_mos_list.txt")
+    capsys.readouterr()
+    assert main(["predict", dev_list, "--model", str(model), "--out", str(out), "--no-progress"]) == 3
+    t = pl.read_csv(out)
+    bad = t.filter(pl.col("error").is_not_null())
+    assert bad.height > 0 and all(f"not found in {table}" in e and "prompt 'P" in e for e in bad["error"])
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["predict", dev_list, "--prompts", str(tmp_path / "empty"), "--model", str(model),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no prompt_info.txt" in err[0]

@@ -24,7 +24,8 @@ MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 
 #: inputs a task may declare beside its audio -> the error row of an item that lacks it; each is a field of
 #: :class:`InputItem` and a column of the output table (:func:`.tables.results_table`)
-EXTRA_INPUTS = {"prompt": "no prompt for this clip (give --prompt TEXT, a prompt column or the prompt tables)"}
+EXTRA_INPUTS = {"prompt": "no prompt for this clip (give it a prompt column, the prompt tables (--prompts DIR) "
+                          "or --prompt TEXT, the one text every such clip is then scored against)"}
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,17 @@ def _manifest_items(p: Path, data_root: str | None, task: Task | None, prompt: s
 
     # a prompted task's lists carry ratings predict does not read (not checked) and rows whose prompt is
     # missing (left null: they become error rows, not warnings)
-    options = (dict(task=task, check_labels=False, problems=[], prompts=prompts, prompt=prompt)
+    problems: list = []
+    options = (dict(task=task, check_labels=False, problems=problems, prompts=prompts, prompt=prompt)
                if _prompted(task) else {})
     try:
         df = load_manifest(p, data_root=data_root, **options)
     except ManifestError as e:
         raise PredictorError(str(e)) from e
     texts = df["prompt"].to_list() if "prompt" in df.columns else [prompt] * df.height
-    return [InputItem(str(c), str(q) if q else None, t) for c, q, t in
+    # a row's own reason (its prompt id absent from the table, its text empty) is its error, not the generic one
+    why = {pr.clip_id: pr.message for pr in problems if pr.clip_id is not None}
+    return [InputItem(str(c), str(q) if q else None, t, error=None if t else why.get(str(c))) for c, q, t in
             zip(df["clip_id"].to_list(), df["path"].to_list(), texts)]
 
 

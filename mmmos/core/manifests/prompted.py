@@ -94,12 +94,18 @@ def prompt_dirs(manifest: Path, data_root: Path | None, prompts: Path | None) ->
 def find_prompt_tables(dirs: list[Path]):
     """The :class:`~mmmos.core.manifests.musiceval.PromptTables` of the first folder (or its ``sets/``) holding
     ``prompt_info.txt``; None when none does."""
-    from mmmos.core.manifests.musiceval import PROMPT_INFO, read_prompt_tables
+    from mmmos.core.manifests.musiceval import read_prompt_tables
 
     for d in dirs:
-        if (d / PROMPT_INFO).is_file() or (d / "sets" / PROMPT_INFO).is_file():
+        if _holds_tables(d):
             return read_prompt_tables(d)
     return None
+
+
+def _holds_tables(d: Path) -> bool:
+    from mmmos.core.manifests.musiceval import PROMPT_INFO
+
+    return (d / PROMPT_INFO).is_file() or (d / "sets" / PROMPT_INFO).is_file()
 
 
 def attach_prompts(df: pl.DataFrame, task: Task, manifest: Path, data_root: Path | None, *,
@@ -114,6 +120,9 @@ def attach_prompts(df: pl.DataFrame, task: Task, manifest: Path, data_root: Path
         raise ManifestError(manifest, "the prompt given for every clip (--prompt) is empty")
     if prompts is not None and not prompts.is_dir():
         raise ManifestError(prompts, "prompt folder not found (--prompts takes the folder holding prompt_info.txt)")
+    if prompts is not None and not _holds_tables(prompts):  # named by the user: one line, not an error row each
+        raise ManifestError(prompts, "no prompt_info.txt in this folder or its sets/ (--prompts takes the folder "
+                                     "holding prompt_info.txt)")
     texts: list[str | None] = df.get_column(PROMPT_COLUMN).to_list()
     ids, systems = df.get_column("clip_id").to_list(), df.get_column("system").to_list()
     found: list[Problem] = []
