@@ -69,11 +69,61 @@ class ReportInputs:
     task: Task = field(default_factory=get_task)
 
 
-def _read_json(path: Path) -> dict:
+def _ensemble_cmd(run: Path, ens: Path, given: bool) -> str:
+    """The command that rewrites the ensemble outputs the report reads (named in the errors about them)."""
+    return f"`mmmos ensemble {run}{f' --out {ens}' if given else ''}`"
+
+
+_CRITERION_KEYS = ("metric", "level", "axis", "dev_set", "pam_set", "top")
+
+
+def _members_problem(doc) -> str | None:
+    """What is wrong with the shape of a members.json document (None: every key the report reads is usable)."""
+    def strs(v) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    missing = [k for k in ("strategies", "sets", "configs", "criterion") if k not in doc]
+    if missing:
+        return f"no {', '.join(repr(k) for k in missing)}"
+    st = doc["strategies"]
+    if not isinstance(st, dict):
+        return "'strategies' is not a mapping"
+    for name, v in st.items():
+        if not isinstance(v, dict) or not (strs(v.get("members")) or isinstance(v.get("unavailable"), str)):
+            return f"strategy {name!r} has neither a 'members' list nor an 'unavailable' reason"
+    if not strs(doc["sets"]) or not strs(doc["configs"]):
+        return "'sets' and 'configs' must be lists of names"
+    crit = doc["criterion"]
+    if not isinstance(crit, dict) or any(k not in crit for k in _CRITERION_KEYS):
+        return f"'criterion' needs {', '.join(_CRITERION_KEYS)}"
+    if isinstance(crit["top"], bool) or not isinstance(crit["top"], int):
+        return "'criterion.top' is not a whole number"
+    truth = doc.get("truth", {})
+    if not isinstance(truth, dict) or not all(isinstance(v, str) for v in truth.values()):
+        return "'truth' is not a mapping of set to label file"
+    rk = doc.get("rankings", {})
+    if not isinstance(rk, dict) or not all(
+            isinstance(r, list) and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+                                        and (e[1] is None or isinstance(e[1], (int, float))) for e in r)
+            for r in rk.values()):
+        return "'rankings' is not a mapping of set to [configuration, value] pairs"
+    if not strs(doc.get("notes", [])):
+        return "'notes' is not a list of strings"
+    return None
+
+
+def _read_members(path: Path, cmd: str) -> dict:
+    """members.json, checked for every key the report reads: a damaged file is one line with its repair."""
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: not readable JSON ({' '.join(str(e).split())})") from None
+        raise ReportError(f"{path}: not readable JSON ({' '.join(str(e).split())}); re-run {cmd} to rewrite it") from None
+    problem = _members_problem(doc)
+    if problem:
+        raise ReportError(f"{path}: not an ensemble members file ({problem}); re-run {cmd} to rewrite it")
+    return doc
 
 
 def _read_parquet(path: Path) -> "pl.DataFrame":
@@ -129,7 +179,8 @@ def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> Rep
     task = get_task(rd.task())
     summary = _summary(rd)
     ens = _ensembles(run, ensembles)
-    members = _read_json(ens / "members.json")
+    cmd = _ensemble_cmd(run, ens, ensembles is not None)
+    members = _read_members(ens / "members.json", cmd)
     table_iv = _read_parquet(ens / "table_iv.parquet")
     strategy = _chosen_strategy(members, ens, strategy)
     preds, truth = {}, {}

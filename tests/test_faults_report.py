@@ -1,0 +1,74 @@
+"""mmmos report on damaged inputs, bad output paths and interruptions: one line and exit 2 for what the user
+can fix, and never a half-written or mixed report under the final names."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from test_ensemble import make_fake_sweep  # pytest puts tests/ on the path (rootdir conftest-less)
+
+from mmmos.app import report
+from mmmos.app.cli import main as mmmos_main
+from mmmos.ensemble import run_ensembles
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A finished sweep with its ensembles (never changed: each test works on a copy)."""
+    root = tmp_path_factory.mktemp("src")
+    run = make_fake_sweep(root)
+    run_ensembles(run)
+    return run
+
+
+@pytest.fixture
+def run(source, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(source, dst)  # label files stay at their absolute paths next to the source
+    return dst
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    capsys.readouterr()
+    assert mmmos_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("mmmos report: error: ")
+    return err
+
+
+# --- members.json of the wrong shape ---------------------------------------------------------
+@pytest.mark.parametrize("doc, says", [
+    ([], "a JSON list, not an object"),
+    ({}, "no 'strategies'"),
+    ("drop:strategies", "no 'strategies'"),
+    ("drop:criterion", "no 'criterion'"),
+    ("drop:sets", "no 'sets'"),
+    ("strategies:[]", "'strategies' is not a mapping"),
+    ("strategy:{}", "neither a 'members' list nor an 'unavailable' reason"),
+    ("criterion:{}", "'criterion' needs metric"),
+    ("rankings:bad", "'rankings' is not a mapping"),
+])
+def test_members_of_the_wrong_shape_is_one_line_naming_file_and_repair(run, capsys, doc, says):
+    path = run / "ensembles" / "members.json"
+    good = json.loads(path.read_text())
+    if isinstance(doc, str):
+        what, _, arg = doc.partition(":")
+        doc = dict(good)
+        if what == "drop":
+            del doc[arg]
+        elif what == "strategies":
+            doc["strategies"] = []
+        elif what == "strategy":
+            doc["strategies"] = {**good["strategies"], "submitted": {}}
+        elif what == "criterion":
+            doc["criterion"] = {}
+        elif what == "rankings":
+            doc["rankings"] = {"dev": [["a"]]}
+    path.write_text(json.dumps(doc))
+    err = _one_line_error(capsys, ["report", str(run)])
+    assert f"{path}: not an ensemble members file" in err and says in err
+    assert f"re-run `mmmos ensemble {run}` to rewrite it" in err
+    assert not (run / "report" / "report.html").exists()
