@@ -72,3 +72,21 @@ def test_members_of_the_wrong_shape_is_one_line_naming_file_and_repair(run, caps
     assert f"{path}: not an ensemble members file" in err and says in err
     assert f"re-run `mmmos ensemble {run}` to rewrite it" in err
     assert not (run / "report" / "report.html").exists()
+
+
+# --- the chosen strategy's predictions are missing -------------------------------------------
+def test_missing_predictions_of_the_chosen_strategy_are_an_error_not_no_labelled_set(run, capsys):
+    shutil.rmtree(run / "ensembles" / "predictions" / "submitted")
+    err = _one_line_error(capsys, ["report", str(run)])
+    missing = run / "ensembles" / "predictions" / "submitted" / "dev.parquet"
+    assert f"{missing}: no such file" in err and "labelled set 'dev'" in err
+    assert f"re-run `mmmos ensemble {run}` to rewrite the ensemble outputs" in err
+    assert not (run / "report" / "report.html").exists()  # no page that says "No labelled set."
+
+
+def test_one_missing_set_of_another_strategy_names_that_file(run, capsys):
+    (run / "ensembles" / "predictions" / "all" / "pam_dev.parquet").unlink()
+    ens = run / "ensembles"
+    err = _one_line_error(capsys, ["report", str(run), "--strategy", "all", "--ensembles", str(ens)])
+    assert f"{ens / 'predictions' / 'all' / 'pam_dev.parquet'}: no such file" in err
+    assert f"`mmmos ensemble {run} --out {ens}`" in err

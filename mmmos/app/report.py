@@ -186,9 +186,13 @@ def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> Rep
     preds, truth = {}, {}
     for s in members["sets"]:
         f = ens / "predictions" / strategy / f"{s}.parquet"
+        labelled = s in members.get("truth", {})
         if f.is_file():
             preds[s] = _read_parquet(f)
-        if s in members.get("truth", {}):
+        elif labelled:  # the ensemble writes every set's predictions: a missing one is damage, not "unlabelled"
+            raise ReportFileMissing(f"{f}: no such file (predictions of ensemble {strategy!r} on the labelled set "
+                                    f"{s!r}); re-run {cmd} to rewrite the ensemble outputs")
+        if labelled:
             truth[s] = read_truth(members["truth"][s], task=task)
     return ReportInputs(run, summary, table_iv, members, strategy, preds, truth, task)
 
@@ -555,7 +559,11 @@ def _safe(name: str) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensembles: str | Path | None = None,
                  strategy: str | None = None) -> Path:
-    """Write the HTML report (default ``<run>/report/report.html``) and its PNGs next to it."""
+    """Write the HTML report (default ``<run>/report/report.html``) and its PNGs next to it.
+
+    A labelled set without the chosen strategy's predictions is an error (:class:`ReportFileMissing`, exit 2,
+    naming the file and ``mmmos ensemble RUN``): a report without its figures would pass for a complete one.
+    """
     run = Path(run_dir)
     inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
     out = Path(out) if out else run / "report" / "report.html"
