@@ -3,6 +3,7 @@ can fix, and never a half-written or mixed report under the final names."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -90,3 +91,28 @@ def test_one_missing_set_of_another_strategy_names_that_file(run, capsys):
     err = _one_line_error(capsys, ["report", str(run), "--strategy", "all", "--ensembles", str(ens)])
     assert f"{ens / 'predictions' / 'all' / 'pam_dev.parquet'}: no such file" in err
     assert f"`mmmos ensemble {run} --out {ens}`" in err
+
+
+# --- output paths the report cannot be written to --------------------------------------------
+def test_report_folder_being_a_file_is_refused_before_any_work(tmp_path, capsys):
+    run = make_fake_sweep(tmp_path)  # no summary, no ensembles: the report would compute both first
+    (run / "report").write_text("not a folder")
+    err = _one_line_error(capsys, ["report", str(run)])
+    assert f"{run / 'report'}: exists and is not a folder" in err
+    assert not (run / "ensembles").exists() and not (run / "summary.parquet").exists()
+    assert (run / "report").read_text() == "not a folder"
+
+
+def test_out_naming_a_folder_is_refused(run, tmp_path, capsys):
+    folder = tmp_path / "somewhere"
+    folder.mkdir()
+    err = _one_line_error(capsys, ["report", str(run), "--out", str(folder)])
+    assert f"{folder}: is a folder; the report is an HTML file" in err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_out_in_a_folder_that_takes_no_files_is_refused(run, capsys):
+    err = _one_line_error(capsys, ["report", str(run), "--out", "/proc/r.html"])
+    assert "/proc: the report cannot be written there" in err
+

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as _dt
 import html
 import json
 import math
 import re
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +176,7 @@ def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> Rep
     from mmmos.core.truth import read_truth
 
     rd = RunDir(run)
-    if not rd.configs_path.is_dir():
-        raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
+    _check_run(run)
     task = get_task(rd.task())
     summary = _summary(rd)
     ens = _ensembles(run, ensembles)
@@ -565,9 +566,50 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
     naming the file and ``mmmos ensemble RUN``): a report without its figures would pass for a complete one.
     """
     run = Path(run_dir)
-    inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
+    _check_run(run)  # first: a mistyped RUN_DIR must not get a report/ folder made inside it
     out = Path(out) if out else run / "report" / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made = _check_out(out)
+    try:
+        inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
+        return _write(run, inputs, out)
+    except BaseException:
+        for d in made:  # a failed first report leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _check_run(run: Path) -> None:
+    from mmmos.core.rundir import RunDir
+
+    if not RunDir(run).configs_path.is_dir():
+        raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
+
+
+def _check_out(out: Path) -> list[Path]:
+    """Refuse (one line, exit 2) an output path the report cannot be written to, before any work is done, and
+    make its folder; returns the folders made here, deepest first."""
+    if out.is_dir():
+        raise ReportError(f"{out}: is a folder; the report is an HTML file (pass --out FOLDER/report.html)")
+    parent = out.parent
+    made = [d for d in (parent, *parent.parents) if not d.exists() and not d.is_symlink()]
+    if not parent.is_dir():
+        if parent.exists() or parent.is_symlink():
+            raise ReportError(f"{parent}: exists and is not a folder, so the report cannot go into it "
+                              "(move it away or pass --out)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReportError(f"{parent}: cannot make the report folder ({e.strerror or e})") from None
+    try:  # a folder we may not write into (read-only, /proc) fails here, not after the figures are drawn
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ReportError(f"{parent}: the report cannot be written there ({e.strerror or e})") from None
+    return made
+
+
+def _write(run: Path, inputs: ReportInputs, out: Path) -> Path:
     import polars as pl
 
     plt = _plt()
