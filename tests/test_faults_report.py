@@ -2,9 +2,14 @@
 can fix, and never a half-written or mixed report under the final names."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import re
 import shutil
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +121,74 @@ def test_out_in_a_folder_that_takes_no_files_is_refused(run, capsys):
     err = _one_line_error(capsys, ["report", str(run), "--out", "/proc/r.html"])
     assert "/proc: the report cannot be written there" in err
 
+
+
+# --- interrupted or repeated runs: the files under the final names -------------------------------
+def _folder(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}  # hidden staging folders included
+
+
+def _interrupt_second_savefig(monkeypatch) -> None:
+    """The second figure is half-written to wherever it is saved, then Ctrl-C arrives."""
+    from matplotlib.figure import Figure
+
+    real, calls = Figure.savefig, []
+
+    def savefig(self, fname, *a, **k):
+        calls.append(fname)
+        if len(calls) != 2:
+            return real(self, fname, *a, **k)
+        buf = io.BytesIO()
+        real(self, buf, *a, **k)
+        Path(fname).write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+
+
+def test_interrupted_report_leaves_the_previous_one_untouched(run, monkeypatch, capsys):
+    assert mmmos_main(["report", str(run), "--strategy", "all"]) == 0
+    before = _folder(run / "report")
+    _interrupt_second_savefig(monkeypatch)
+    assert mmmos_main(["report", str(run)]) == 130
+    assert _folder(run / "report") == before  # no truncated PNG, no new/old mix, no staging folder left
+
+
+def test_interrupted_first_report_leaves_nothing(run, tmp_path, monkeypatch, capsys):
+    _interrupt_second_savefig(monkeypatch)
+    assert mmmos_main(["report", str(run), "--out", str(tmp_path / "new" / "r.html")]) == 130
+    assert not (tmp_path / "new").exists()
+
+
+def test_signal_during_the_final_moves_is_held_until_they_are_done(run, monkeypatch, capsys):
+    assert mmmos_main(["report", str(run), "--strategy", "all"]) == 0
+    real, calls = os.replace, []
+
+    def replace(a, b):
+        calls.append(b)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # lands between two renames
+        return real(a, b)
+
+    monkeypatch.setattr(report.os, "replace", replace)
+    assert mmmos_main(["report", str(run)]) == 143
+    html = (run / "report" / "report.html").read_text()
+    assert "Ensemble 'submitted'" in html  # the new page, with exactly its own figures beside it
+    embedded = sorted(base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html))
+    assert sorted(v for k, v in _folder(run / "report").items() if k != "report.html") == embedded
+
+
+def test_figures_of_an_earlier_report_that_this_one_does_not_draw_are_removed(run, capsys):
+    folder = run / "report"
+    assert mmmos_main(["report", str(run)]) == 0
+    assert (folder / "report_scatter_pam_dev.png").is_file()
+    (folder / "mine.png").write_bytes(b"kept")  # not a name the report writes
+    members = run / "ensembles" / "members.json"
+    doc = json.loads(members.read_text())
+    del doc["truth"]["pam_dev"]  # pam_dev is no longer labelled: no scatter for it
+    members.write_text(json.dumps(doc))
+    assert mmmos_main(["report", str(run)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "mine.png", "report.html", "report_domains.png", "report_scatter_dev.png", "report_selection.png"]
+    html = (folder / "report.html").read_text()
+    assert len(re.findall(r"data:image/png;base64,", html)) == 3

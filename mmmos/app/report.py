@@ -17,12 +17,14 @@ import argparse
 import base64
 import contextlib
 import datetime as _dt
+import glob
 import html
 import json
 import math
+import os
 import re
+import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -564,19 +566,30 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
 
     A labelled set without the chosen strategy's predictions is an error (:class:`ReportFileMissing`, exit 2,
     naming the file and ``mmmos ensemble RUN``): a report without its figures would pass for a complete one.
+
+    Every file is first written into a hidden staging folder next to ``out``, then moved into place with
+    Ctrl-C/SIGTERM held back: the old page is removed first, then the figures of an earlier report that this one
+    does not draw, then the new figures, the page last. An interrupted run leaves the previous report untouched;
+    no final name ever holds half a file.
     """
     run = Path(run_dir)
     _check_run(run)  # first: a mistyped RUN_DIR must not get a report/ folder made inside it
     out = Path(out) if out else run / "report" / "report.html"
-    made = _check_out(out)
+    made, stage = _check_out(out)
     try:
+        _remove_dead_stages(out, stage)
         inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
-        return _write(run, inputs, out)
+        pngs = _write(run, inputs, out, stage)
+        _commit(stage, out, pngs)
+        return out
     except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # before the folders it sits in
         for d in made:  # a failed first report leaves no empty folders behind
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _check_run(run: Path) -> None:
@@ -586,9 +599,9 @@ def _check_run(run: Path) -> None:
         raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
 
 
-def _check_out(out: Path) -> list[Path]:
-    """Refuse (one line, exit 2) an output path the report cannot be written to, before any work is done, and
-    make its folder; returns the folders made here, deepest first."""
+def _check_out(out: Path) -> tuple[list[Path], Path]:
+    """Refuse (one line, exit 2) an output path the report cannot be written to, before any work is done; make
+    its folder and the staging folder in it. Returns the folders made for ``out``, deepest first, and the stage."""
     if out.is_dir():
         raise ReportError(f"{out}: is a folder; the report is an HTML file (pass --out FOLDER/report.html)")
     parent = out.parent
@@ -601,15 +614,61 @@ def _check_out(out: Path) -> list[Path]:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ReportError(f"{parent}: cannot make the report folder ({e.strerror or e})") from None
+    stage = _stage(out, os.getpid())
     try:  # a folder we may not write into (read-only, /proc) fails here, not after the figures are drawn
-        with tempfile.TemporaryFile(dir=parent):
-            pass
+        shutil.rmtree(stage, ignore_errors=True)  # a dead run's, that had this process id
+        stage.mkdir()
     except OSError as e:
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise ReportError(f"{parent}: the report cannot be written there ({e.strerror or e})") from None
-    return made
+    return made, stage
 
 
-def _write(run: Path, inputs: ReportInputs, out: Path) -> Path:
+def _stage(out: Path, pid: int) -> Path:
+    return out.parent / f".{out.name}.{pid}.tmp"
+
+
+def _remove_dead_stages(out: Path, own: Path) -> None:
+    """Staging folders of report runs killed outright (SIGKILL, power loss); a live run's is left alone."""
+    for d in out.parent.glob(glob.escape(f".{out.name}.") + "*.tmp"):
+        pid = d.name[len(out.name) + 2:-len(".tmp")]
+        if d == own or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass  # alive (another user's): not ours to remove
+
+
+def _own_figures(out: Path) -> list[Path]:
+    """The PNGs a report named ``out`` writes next to it (see :func:`_write`), whichever run wrote them."""
+    stem = glob.escape(out.stem)
+    return [p for pat in (f"{stem}_selection.png", f"{stem}_domains.png", f"{stem}_scatter_*.png")
+            for p in out.parent.glob(pat) if p.is_file()]
+
+
+def _commit(stage: Path, out: Path, pngs: list[str]) -> None:
+    """Move the staged report into place; a handful of renames, shielded so that a signal cannot cut it in half."""
+    from mmmos.core.interrupts import shielded
+
+    with shielded():
+        # the page first: if the process dies here all the same (SIGKILL), no page sits next to another run's figures
+        out.unlink(missing_ok=True)
+        new = set(pngs)
+        for old in _own_figures(out):
+            if old.name not in new:  # drawn by an earlier report only (e.g. the scatter of a set that is gone)
+                old.unlink(missing_ok=True)
+        for name in pngs:
+            os.replace(stage / name, out.parent / name)
+        os.replace(stage / out.name, out)
+
+
+def _write(run: Path, inputs: ReportInputs, out: Path, stage: Path) -> list[str]:
+    """Draw the figures and the page into ``stage`` under their final names; returns the PNGs' names."""
     import polars as pl
 
     plt = _plt()
@@ -618,11 +677,15 @@ def _write(run: Path, inputs: ReportInputs, out: Path) -> Path:
     crit = m["criterion"]
     chosen = m["strategies"][inputs.strategy]["members"]
     figures: list[tuple[str, str, bytes]] = []  # (section, caption, png)
+    pngs: list[str] = []
 
     def save(fig, tag: str) -> bytes:
-        path = out.parent / f"{out.stem}_{_safe(tag)}.png"
-        fig.savefig(path, dpi=DPI)
-        plt.close(fig)
+        path = stage / f"{out.stem}_{_safe(tag)}.png"
+        try:
+            fig.savefig(path, dpi=DPI)
+        finally:
+            plt.close(fig)
+        pngs.append(path.name)
         return path.read_bytes()
 
     sel = selection_figure(inputs.summary, m)
@@ -689,8 +752,8 @@ fitted per axis on the set named in <i>fit_set</i>, whose own figures are out-of
 {f'<h2>Notes</h2><ul class="note">{notes}</ul>' if notes else ''}
 </body></html>
 """
-    out.write_text(doc, encoding="utf-8")
-    return out
+    (stage / out.name).write_text(doc, encoding="utf-8")
+    return pngs
 
 
 # ---------------------------------------------------------------------------------------------
