@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as _dt
+import glob
 import html
 import json
 import math
+import os
 import re
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -69,11 +73,61 @@ class ReportInputs:
     task: Task = field(default_factory=get_task)
 
 
-def _read_json(path: Path) -> dict:
+def _ensemble_cmd(run: Path, ens: Path, given: bool) -> str:
+    """The command that rewrites the ensemble outputs the report reads (named in the errors about them)."""
+    return f"`mmmos ensemble {run}{f' --out {ens}' if given else ''}`"
+
+
+_CRITERION_KEYS = ("metric", "level", "axis", "dev_set", "pam_set", "top")
+
+
+def _members_problem(doc) -> str | None:
+    """What is wrong with the shape of a members.json document (None: every key the report reads is usable)."""
+    def strs(v) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    missing = [k for k in ("strategies", "sets", "configs", "criterion") if k not in doc]
+    if missing:
+        return f"no {', '.join(repr(k) for k in missing)}"
+    st = doc["strategies"]
+    if not isinstance(st, dict):
+        return "'strategies' is not a mapping"
+    for name, v in st.items():
+        if not isinstance(v, dict) or not (strs(v.get("members")) or isinstance(v.get("unavailable"), str)):
+            return f"strategy {name!r} has neither a 'members' list nor an 'unavailable' reason"
+    if not strs(doc["sets"]) or not strs(doc["configs"]):
+        return "'sets' and 'configs' must be lists of names"
+    crit = doc["criterion"]
+    if not isinstance(crit, dict) or any(k not in crit for k in _CRITERION_KEYS):
+        return f"'criterion' needs {', '.join(_CRITERION_KEYS)}"
+    if isinstance(crit["top"], bool) or not isinstance(crit["top"], int):
+        return "'criterion.top' is not a whole number"
+    truth = doc.get("truth", {})
+    if not isinstance(truth, dict) or not all(isinstance(v, str) for v in truth.values()):
+        return "'truth' is not a mapping of set to label file"
+    rk = doc.get("rankings", {})
+    if not isinstance(rk, dict) or not all(
+            isinstance(r, list) and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+                                        and (e[1] is None or isinstance(e[1], (int, float))) for e in r)
+            for r in rk.values()):
+        return "'rankings' is not a mapping of set to [configuration, value] pairs"
+    if not strs(doc.get("notes", [])):
+        return "'notes' is not a list of strings"
+    return None
+
+
+def _read_members(path: Path, cmd: str) -> dict:
+    """members.json, checked for every key the report reads: a damaged file is one line with its repair."""
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: not readable JSON ({' '.join(str(e).split())})") from None
+        raise ReportError(f"{path}: not readable JSON ({' '.join(str(e).split())}); re-run {cmd} to rewrite it") from None
+    problem = _members_problem(doc)
+    if problem:
+        raise ReportError(f"{path}: not an ensemble members file ({problem}); re-run {cmd} to rewrite it")
+    return doc
 
 
 def _read_parquet(path: Path) -> "pl.DataFrame":
@@ -124,20 +178,24 @@ def _load_inputs(run: Path, ensembles: Path | None, strategy: str | None) -> Rep
     from mmmos.core.truth import read_truth
 
     rd = RunDir(run)
-    if not rd.configs_path.is_dir():
-        raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
+    _check_run(run)
     task = get_task(rd.task())
     summary = _summary(rd)
     ens = _ensembles(run, ensembles)
-    members = _read_json(ens / "members.json")
+    cmd = _ensemble_cmd(run, ens, ensembles is not None)
+    members = _read_members(ens / "members.json", cmd)
     table_iv = _read_parquet(ens / "table_iv.parquet")
     strategy = _chosen_strategy(members, ens, strategy)
     preds, truth = {}, {}
     for s in members["sets"]:
         f = ens / "predictions" / strategy / f"{s}.parquet"
+        labelled = s in members.get("truth", {})
         if f.is_file():
             preds[s] = _read_parquet(f)
-        if s in members.get("truth", {}):
+        elif labelled:  # the ensemble writes every set's predictions: a missing one is damage, not "unlabelled"
+            raise ReportFileMissing(f"{f}: no such file (predictions of ensemble {strategy!r} on the labelled set "
+                                    f"{s!r}); re-run {cmd} to rewrite the ensemble outputs")
+        if labelled:
             truth[s] = read_truth(members["truth"][s], task=task)
     return ReportInputs(run, summary, table_iv, members, strategy, preds, truth, task)
 
@@ -504,11 +562,113 @@ def _safe(name: str) -> str:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensembles: str | Path | None = None,
                  strategy: str | None = None) -> Path:
-    """Write the HTML report (default ``<run>/report/report.html``) and its PNGs next to it."""
+    """Write the HTML report (default ``<run>/report/report.html``) and its PNGs next to it.
+
+    A labelled set without the chosen strategy's predictions is an error (:class:`ReportFileMissing`, exit 2,
+    naming the file and ``mmmos ensemble RUN``): a report without its figures would pass for a complete one.
+
+    Every file is first written into a hidden staging folder next to ``out``, then moved into place with
+    Ctrl-C/SIGTERM held back: the old page is removed first, then the figures of an earlier report that this one
+    does not draw, then the new figures, the page last. An interrupted run leaves the previous report untouched;
+    no final name ever holds half a file.
+    """
     run = Path(run_dir)
-    inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
+    _check_run(run)  # first: a mistyped RUN_DIR must not get a report/ folder made inside it
     out = Path(out) if out else run / "report" / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made, stage = _check_out(out)
+    try:
+        _remove_dead_stages(out, stage)
+        inputs = _load_inputs(run, Path(ensembles) if ensembles else None, strategy)
+        pngs = _write(run, inputs, out, stage)
+        _commit(stage, out, pngs)
+        return out
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # before the folders it sits in
+        for d in made:  # a failed first report leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _check_run(run: Path) -> None:
+    from mmmos.core.rundir import RunDir
+
+    if not RunDir(run).configs_path.is_dir():
+        raise ReportFileMissing(f"{run}: not a sweep directory (no configs/ folder)")
+
+
+def _check_out(out: Path) -> tuple[list[Path], Path]:
+    """Refuse (one line, exit 2) an output path the report cannot be written to, before any work is done; make
+    its folder and the staging folder in it. Returns the folders made for ``out``, deepest first, and the stage."""
+    if out.is_dir():
+        raise ReportError(f"{out}: is a folder; the report is an HTML file (pass --out FOLDER/report.html)")
+    parent = out.parent
+    made = [d for d in (parent, *parent.parents) if not d.exists() and not d.is_symlink()]
+    if not parent.is_dir():
+        if parent.exists() or parent.is_symlink():
+            raise ReportError(f"{parent}: exists and is not a folder, so the report cannot go into it "
+                              "(move it away or pass --out)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReportError(f"{parent}: cannot make the report folder ({e.strerror or e})") from None
+    stage = _stage(out, os.getpid())
+    try:  # a folder we may not write into (read-only, /proc) fails here, not after the figures are drawn
+        shutil.rmtree(stage, ignore_errors=True)  # a dead run's, that had this process id
+        stage.mkdir()
+    except OSError as e:
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise ReportError(f"{parent}: the report cannot be written there ({e.strerror or e})") from None
+    return made, stage
+
+
+def _stage(out: Path, pid: int) -> Path:
+    return out.parent / f".{out.name}.{pid}.tmp"
+
+
+def _remove_dead_stages(out: Path, own: Path) -> None:
+    """Staging folders of report runs killed outright (SIGKILL, power loss); a live run's is left alone."""
+    for d in out.parent.glob(glob.escape(f".{out.name}.") + "*.tmp"):
+        pid = d.name[len(out.name) + 2:-len(".tmp")]
+        if d == own or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass  # alive (another user's): not ours to remove
+
+
+def _own_figures(out: Path) -> list[Path]:
+    """The PNGs a report named ``out`` writes next to it (see :func:`_write`), whichever run wrote them."""
+    stem = glob.escape(out.stem)
+    return [p for pat in (f"{stem}_selection.png", f"{stem}_domains.png", f"{stem}_scatter_*.png")
+            for p in out.parent.glob(pat) if p.is_file()]
+
+
+def _commit(stage: Path, out: Path, pngs: list[str]) -> None:
+    """Move the staged report into place; a handful of renames, shielded so that a signal cannot cut it in half."""
+    from mmmos.core.interrupts import shielded
+
+    with shielded():
+        # the page first: if the process dies here all the same (SIGKILL), no page sits next to another run's figures
+        out.unlink(missing_ok=True)
+        new = set(pngs)
+        for old in _own_figures(out):
+            if old.name not in new:  # drawn by an earlier report only (e.g. the scatter of a set that is gone)
+                old.unlink(missing_ok=True)
+        for name in pngs:
+            os.replace(stage / name, out.parent / name)
+        os.replace(stage / out.name, out)
+
+
+def _write(run: Path, inputs: ReportInputs, out: Path, stage: Path) -> list[str]:
+    """Draw the figures and the page into ``stage`` under their final names; returns the PNGs' names."""
     import polars as pl
 
     plt = _plt()
@@ -517,11 +677,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, ensemble
     crit = m["criterion"]
     chosen = m["strategies"][inputs.strategy]["members"]
     figures: list[tuple[str, str, bytes]] = []  # (section, caption, png)
+    pngs: list[str] = []
 
     def save(fig, tag: str) -> bytes:
-        path = out.parent / f"{out.stem}_{_safe(tag)}.png"
-        fig.savefig(path, dpi=DPI)
-        plt.close(fig)
+        path = stage / f"{out.stem}_{_safe(tag)}.png"
+        try:
+            fig.savefig(path, dpi=DPI)
+        finally:
+            plt.close(fig)
+        pngs.append(path.name)
         return path.read_bytes()
 
     sel = selection_figure(inputs.summary, m)
@@ -588,8 +752,8 @@ fitted per axis on the set named in <i>fit_set</i>, whose own figures are out-of
 {f'<h2>Notes</h2><ul class="note">{notes}</ul>' if notes else ''}
 </body></html>
 """
-    out.write_text(doc, encoding="utf-8")
-    return out
+    (stage / out.name).write_text(doc, encoding="utf-8")
+    return pngs
 
 
 # ---------------------------------------------------------------------------------------------
