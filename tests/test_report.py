@@ -14,14 +14,14 @@ from scipy import stats
 
 from test_ensemble import RANKING, make_fake_sweep  # pytest puts tests/ on the path (rootdir conftest-less)
 
-from mmmos.app import report
+from mmmos.app import report, report_figures
 from mmmos.app.cli import main as mmmos_main
 
 AXES = ("PQ", "PC", "CE", "CU")
 
 
 def _px(size: tuple[float, float]) -> tuple[int, int]:
-    return round(size[0] * report.DPI), round(size[1] * report.DPI)
+    return round(size[0] * report_figures.DPI), round(size[1] * report_figures.DPI)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_report_contains_tables_and_images(built):
     assert "SRCC per domain" in html
     imgs = _images(html)
     # selection, scatter on dev, scatter on pam_dev, per-domain bars (2 sets side by side)
-    assert [im.size for im in imgs] == [_px(report.SELECTION_SIZE), _px(report.SCATTER_SIZE), _px(report.SCATTER_SIZE),
-                                        (_px(report.DOMAIN_PANEL_SIZE)[0] * 2, _px(report.DOMAIN_PANEL_SIZE)[1])]
+    assert [im.size for im in imgs] == [_px(report_figures.SELECTION_SIZE), _px(report_figures.SCATTER_SIZE), _px(report_figures.SCATTER_SIZE),
+                                        (_px(report_figures.DOMAIN_PANEL_SIZE)[0] * 2, _px(report_figures.DOMAIN_PANEL_SIZE)[1])]
     for im in imgs:
         im.load()  # decodes fully
         assert im.format == "PNG"
@@ -79,15 +79,15 @@ def test_domain_table_matches_scipy(built):
 
 
 def test_labels_do_not_overlap():
-    plt = report._plt()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=report.DPI, layout="constrained")
+    plt = report_figures.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=report_figures.DPI, layout="constrained")
     rng = np.random.default_rng(0)
     xs = np.r_[0.5 + 0.01 * rng.standard_normal(8), rng.uniform(0, 1, 6)]
     ys = np.r_[0.5 + 0.01 * rng.standard_normal(8), rng.uniform(0, 1, 6)]
     ax.scatter(xs, ys)
     ax.set_xlim(-0.1, 1.1)
     ax.set_ylim(-0.1, 1.1)
-    report._place_labels(ax, xs, ys, [f"configuration-{i}" for i in range(len(xs))])
+    report_figures._place_labels(ax, xs, ys, [f"configuration-{i}" for i in range(len(xs))])
     r = fig.canvas.get_renderer()
     from matplotlib.text import Text
 
