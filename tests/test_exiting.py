@@ -41,3 +41,32 @@ def test_without_the_request_the_native_hook_runs():
     """The stand-in really crashes an ordinary exit: the test above would fail without end_process."""
     r = _run("keep", "--help")
     assert r.returncode == -6 and "python exit hook ran" in r.stdout
+
+
+SLOW_EXIT = """
+import atexit, sys, time
+atexit.register(lambda: (print("exit hook started", flush=True), time.sleep(30)))
+sys.argv = ["mmmos", sys.argv[1]]
+from mmmos.app.cli import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("arg, status", [("--help", 0), ("--no-such-option", 2)])
+def test_a_signal_while_a_finished_command_exits_keeps_its_status(sig, arg, status):
+    """A signal in the interpreter's shutdown, after the command is done (atexit hooks; a slow one here), ended
+    the process by the signal (-15: a finished command read as killed) or printed a traceback (Ctrl-C); it now
+    ends the process at once with the command's own status."""
+    import os
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", SLOW_EXIT, arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    t0 = time.monotonic()
+    while "exit hook started" not in p.stdout.readline():  # after the command's own output (its help)
+        assert time.monotonic() - t0 < 60
+    os.kill(p.pid, getattr(signal, sig))
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == status and "Traceback" not in err, (p.returncode, err)

@@ -20,7 +20,10 @@ an error raised within 2 s of the signal, or with it in its chain, is the interr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -162,15 +165,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = install_handlers()  # SIGTERM ends a command like Ctrl-C (cleanup runs), exit 143
     try:
         status = _main(list(sys.argv[1:] if argv is None else argv))
-    finally:
+    except BaseException:
         restore_handlers(previous)
-        if argv is None and threading.current_thread() is threading.main_thread():
-            # the process is only exiting now: a Ctrl-C during the interpreter's shutdown (atexit hooks) would
-            # print a traceback from there; its default action ends the process quietly instead
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise
+    restore_handlers(previous)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # the command is done and the process only exits now: a signal during the interpreter's shutdown (atexit
+        # hooks, ~0.1-0.3 s) would print a traceback from there (Ctrl-C) or end the process by the signal (a
+        # finished command read as killed); it ends the process at once with the command's own status instead
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, functools.partial(_exit_finished, status))
     if argv is None and native_teardown_skipped():
         end_process(status)  # Ray's C++ exit hook can crash a finished command (mmmos.core.exiting)
     return status
+
+
+def _exit_finished(status: int, signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _main(argv: list[str]) -> int:
