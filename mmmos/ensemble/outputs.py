@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
 
+from mmmos.core.dirswap import check_creatable, recover, replace_dir, staging_dir
 from mmmos.core.manifests import write_answer_file, write_submission
 from mmmos.core.metrics import metric_of_column
 from mmmos.core.rundir import RunDir, atomic_write_text
@@ -71,10 +74,30 @@ def default_out(run_dir: str | Path) -> Path:
     return RunDir(run_dir).ensembles_path
 
 
-def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path:
-    """Write Table IV (Parquet + markdown), long metrics, predictions and members.json into ``out``."""
+#: what :func:`write_outputs` writes into its folder (anything else there is the user's)
+OUTPUT_NAMES = frozenset({"table_iv.parquet", "table_iv.md", "metrics.parquet", "predictions", "members.json"})
+
+
+def _foreign(out: Path) -> list[str]:
+    """Entries of an existing folder ``out`` that :func:`write_outputs` did not write."""
+    if not out.is_dir():
+        return []
+    # a hidden .members.json.PID.tmp is what a killed atomic write of the marker left
+    return sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES
+                  and not (p.name.startswith(".members.json.") and p.name.endswith(".tmp")))
+
+
+def check_out_dir(out: str | Path) -> None:
+    """Refuse (:class:`EnsembleError`) an ``out`` where no output folder can be written (a file, a read-only place),
+    before anything is written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_creatable(out)
+    except OSError as e:
+        raise EnsembleError(f"{out}: cannot write the ensemble outputs here ({one_line(e)})") from None
+
+
+def _write_files(result: EnsembleResult, sweep: Sweep, out: Path) -> None:
     result.table.write_parquet(out / "table_iv.parquet")
     (out / "table_iv.md").write_text(table_markdown(result.table, sweep.sets))
     result.metrics.write_parquet(out / "metrics.parquet")
@@ -97,6 +120,43 @@ def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path
     }
     # written last and atomically: its presence means the folder is complete (the report checks it)
     atomic_write_text(out / "members.json", json.dumps(doc, indent=2))
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs from ``out``, the completeness marker first: from then on, until the new
+    marker is written, the folder reads as incomplete and never as a mix of two runs."""
+    for name in ("members.json", *sorted(OUTPUT_NAMES - {"members.json"})):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            p.unlink()
+
+
+def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path:
+    """Write Table IV (Parquet + markdown), long metrics, predictions and members.json into ``out``.
+
+    An interrupted (re-)run never leaves a folder that looks complete with parts of two runs: the outputs are
+    written into a hidden sibling and swapped in whole (:mod:`mmmos.core.dirswap`), so ``out`` keeps the old run
+    entire until the new one is complete.  A folder that also holds the user's files is not swapped (they would go
+    with it): the old outputs there are removed, marker first, and the new ones written in place, marker last."""
+    out = Path(out)
+    check_out_dir(out)
+    try:
+        recover(out)  # what a killed earlier run left beside it
+        if _foreign(out):
+            _clear_outputs(out)
+            _write_files(result, sweep, out)
+            return out
+        tmp = staging_dir(out)
+        try:
+            _write_files(result, sweep, tmp)
+            replace_dir(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        raise EnsembleError(f"{out}: cannot write the ensemble outputs ({one_line(e)})") from None
     return out
 
 
