@@ -40,27 +40,6 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def _with_models(run: Path) -> Path:
-    """Give every configuration of a fake sweep a trained-model record, so ``--export`` has something to export."""
-    import torch
-
-    from mmmos.cache_store import identity_key
-    from mmmos.core.rundir import ModelRecord, RunDir
-    from mmmos.extract import load_encoder
-    from mmmos.heads import build_head
-
-    ident = {**json.loads(json.dumps(load_encoder("logmel").identity(), default=str)), "dtype": "float16"}
-    rd = RunDir(run)
-    for i, name in enumerate(rd.config_names()):
-        torch.manual_seed(i)
-        head = build_head("mlp", ident["dim"], 4)
-        rd.config(name).write_model(ModelRecord(
-            head_config=head.config, state_dict=head.state_dict(), z_mean=[5.0] * 4, z_std=[3.0] * 4,
-            axes=["PQ", "PC", "CE", "CU"], encoders=[ident], encoder_keys=[identity_key(ident)], crop_seconds=10.0,
-            grid_rate=50.0, task="track2"))
-    return run
-
-
 def _one_error_line(err: str, *needles: str) -> None:
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("mmmos ensemble: error: "), err
     for n in needles:
@@ -119,3 +98,74 @@ def test_a_rerun_with_fewer_strategies_drops_the_old_ones(tmp_path):
     se.run_ensembles(run)
     se.run_ensembles(run, ["all"])
     assert sorted(p.name for p in (run / "ensembles" / "predictions").iterdir()) == ["all"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. the export's swap: a signal cannot fall between its two renames; a killed run's leftovers are cleaned
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def two_exports(tmp_path):
+    from test_model_pins import _predictor
+
+    model = _predictor(tmp_path)  # members m0, m1 in tmp_path/run
+    return tmp_path / "run", model
+
+
+def test_a_signal_between_the_renames_of_an_export_is_held_back(two_exports, monkeypatch):
+    run, model = two_exports
+    real = os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if Path(src) == model:  # the old predictor just moved aside
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        export_predictor(run, ["m0"], model)
+    monkeypatch.undo()
+    spec = read_predictor_spec(model)  # the new predictor, complete
+    assert [m["name"] for m in spec["members"]] == ["m0"]
+    assert not [p.name for p in model.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_leftovers_of_a_killed_export_are_cleaned_up_or_put_back(two_exports):
+    run, model = two_exports
+    pid = _dead_pid()
+    old, half = model.with_name(f".model.old-{pid}"), model.with_name(f".model.tmp-{pid}-abc")
+    busy = model.with_name(f".model.tmp-{os.getppid()}-abc")  # a folder of a live process (our parent)
+    for d in (old / "members", half / "members", busy):
+        d.mkdir(parents=True)
+    export_predictor(run, ["m1"], model)
+    assert [m["name"] for m in read_predictor_spec(model)["members"]] == ["m1"]
+    assert not old.exists() and not half.exists() and busy.is_dir()
+    # killed between the two renames: only the hidden old folder is left, and it is put back
+    os.replace(model, old)
+    half.mkdir()
+    dirswap.recover(model)
+    assert [m["name"] for m in read_predictor_spec(model)["members"]] == ["m1"]
+    assert not old.exists() and not half.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. --export replaces only a folder that holds an exported predictor and nothing else
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra", ["notes.txt", "members/evil.pt", "sub/x"])
+def test_export_replaces_a_predictor_folder_only_when_it_holds_nothing_else(two_exports, extra):
+    run, model = two_exports
+    f = model / extra
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("precious\n")
+    with pytest.raises(PredictorError, match=rf"{model}.*{extra.split('/')[0]}"):
+        export_predictor(run, ["m0"], model)
+    assert f.read_text() == "precious\n"
+    f.unlink()
+    if f.parent != model and f.parent.name != "members":
+        f.parent.rmdir()
+    export_predictor(run, ["m1"], model)  # a pinned export alone: replaced
+    spec_f = model / "predictor.json"
+    spec = json.loads(spec_f.read_text())
+    del spec["files"]  # written before pins existed: its loader asks for exactly this re-export
+    spec_f.write_text(json.dumps(spec))
+    export_predictor(run, ["m0"], model)
+    assert [m["name"] for m in read_predictor_spec(model)["members"]] == ["m0"]
