@@ -40,6 +40,27 @@ def _dead_pid() -> int:
     return p.pid
 
 
+def _with_models(run: Path) -> Path:
+    """Give every configuration of a fake sweep a trained-model record, so ``--export`` has something to export."""
+    import torch
+
+    from mmmos.cache_store import identity_key
+    from mmmos.core.rundir import ModelRecord, RunDir
+    from mmmos.extract import load_encoder
+    from mmmos.heads import build_head
+
+    ident = {**json.loads(json.dumps(load_encoder("logmel").identity(), default=str)), "dtype": "float16"}
+    rd = RunDir(run)
+    for i, name in enumerate(rd.config_names()):
+        torch.manual_seed(i)
+        head = build_head("mlp", ident["dim"], 4)
+        rd.config(name).write_model(ModelRecord(
+            head_config=head.config, state_dict=head.state_dict(), z_mean=[5.0] * 4, z_std=[3.0] * 4,
+            axes=["PQ", "PC", "CE", "CU"], encoders=[ident], encoder_keys=[identity_key(ident)], crop_seconds=10.0,
+            grid_rate=50.0, task="track2"))
+    return run
+
+
 def _one_error_line(err: str, *needles: str) -> None:
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("mmmos ensemble: error: "), err
     for n in needles:
@@ -150,6 +171,18 @@ def test_leftovers_of_a_killed_export_are_cleaned_up_or_put_back(two_exports):
 # ---------------------------------------------------------------------------------------------
 # 3. --export replaces only a folder that holds an exported predictor and nothing else
 # ---------------------------------------------------------------------------------------------
+def test_export_refuses_a_folder_with_a_fake_predictor_json(tmp_path, capsys):
+    run = _with_models(make_fake_sweep(tmp_path))
+    mydir = tmp_path / "mydir"
+    mydir.mkdir()
+    (mydir / "predictor.json").write_text("{}")
+    (mydir / "notes.txt").write_text("precious\n")
+    ens_before = _listing(tmp_path)
+    assert mmmos_main(["ensemble", str(run), "--export", str(mydir)]) == 2
+    _one_error_line(capsys.readouterr().err, str(mydir), "notes.txt")
+    assert (mydir / "notes.txt").read_text() == "precious\n" and _listing(tmp_path) == ens_before
+
+
 @pytest.mark.parametrize("extra", ["notes.txt", "members/evil.pt", "sub/x"])
 def test_export_replaces_a_predictor_folder_only_when_it_holds_nothing_else(two_exports, extra):
     run, model = two_exports
@@ -169,3 +202,58 @@ def test_export_replaces_a_predictor_folder_only_when_it_holds_nothing_else(two_
     spec_f.write_text(json.dumps(spec))
     export_predictor(run, ["m0"], model)
     assert [m["name"] for m in read_predictor_spec(model)["members"]] == ["m0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 4, 5. bad output paths and refused options: one line, exit 2, nothing written, the old outputs kept
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def finished(tmp_path):
+    run = _with_models(make_fake_sweep(tmp_path))
+    se.run_ensembles(run)
+    (tmp_path / "afile").write_text("x\n")
+    (tmp_path / "adir").mkdir()
+    return run
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--export", "{t}/afile"], "afile"),
+    (["--export", "{t}/afile/sub"], "afile"),
+    (["--export", "/proc/mmmos-x"], "/proc"),
+    (["--out", "{t}/afile"], "afile"),
+    (["--out", "/proc/mmmos-ens"], "/proc"),
+    (["--answer", "{t}/adir"], "adir"),
+    (["--answer", "/proc/mmmos-a.txt"], "/proc"),
+    (["--answer", "{t}/a.txt", "--answer-strategy", "pam-top-999"], "pam-top-999"),
+    (["--export", "{t}/m", "--export-strategy", "pam-top-999"], "pam-top-999"),
+])
+def test_refused_outputs_are_one_line_and_touch_nothing(finished, tmp_path, capsys, argv, needle):
+    if "/proc" in " ".join(argv) and not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc")
+    run = finished
+    before, listing = _snapshot(run / "ensembles"), _listing(tmp_path)
+    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+    assert mmmos_main(["ensemble", str(run), "--top", "2", *argv]) == 2
+    _one_error_line(capsys.readouterr().err, needle)
+    assert _snapshot(run / "ensembles") == before  # the old run's outputs, untouched
+    assert _listing(tmp_path) == listing  # no X.tmp, no hidden folder, no half export
+    assert mmmos_main(["report", str(run)]) == 0
+
+
+def test_write_answer_to_a_folder_leaves_no_tmp(tmp_path):
+    run = make_fake_sweep(tmp_path)
+    sweep = se.load_sweep(run)
+    result = se.evaluate_strategies(sweep, ["all"])
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(se.EnsembleError, match="adir"):
+        se.write_answer(result, "all", "pam_dev", tmp_path / "adir", sweep)
+    assert not (tmp_path / "adir.tmp").exists()
+
+
+def test_export_of_untrained_members_is_refused_before_writing(tmp_path, capsys):
+    run = make_fake_sweep(tmp_path)  # predictions and metrics, no model.pt
+    se.run_ensembles(run)
+    before = _snapshot(run / "ensembles")
+    assert mmmos_main(["ensemble", str(run), "--top", "2", "--export", str(tmp_path / "m")]) == 2
+    _one_error_line(capsys.readouterr().err, "no trained model")
+    assert _snapshot(run / "ensembles") == before and not (tmp_path / "m").exists()

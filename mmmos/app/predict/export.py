@@ -26,14 +26,19 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-def _read_member(run: RunDir, name: str) -> tuple[ModelRecord, bool]:
-    """The model record of configuration ``name`` and whether its predictions were clamped."""
+def _trained(run: RunDir, name: str) -> ConfigDir:
     safe_member_name(name)
     cdir: ConfigDir = run.config(name)
     if not cdir.model_path.is_file():
         have = [n for n in run.config_names() if run.config(n).model_path.is_file()]
         raise PredictorError(f"{cdir.model_path}: no trained model for member {name!r} in {run.path} "
                              f"(trained: {', '.join(have) or 'none'})")
+    return cdir
+
+
+def _read_member(run: RunDir, name: str) -> tuple[ModelRecord, bool]:
+    """The model record of configuration ``name`` and whether its predictions were clamped."""
+    cdir = _trained(run, name)
     try:
         rec = cdir.read_model()
     except RunDirError as e:
@@ -140,6 +145,15 @@ def check_export_dir(out: str | os.PathLike) -> None:
         raise PredictorError(f"{out}: cannot write the predictor folder here ({_one_line(e)})") from None
 
 
+def check_export(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike) -> None:
+    """The cheap checks of :func:`export_predictor` (members trained, destination), for a caller that must refuse
+    before it writes anything else."""
+    run = RunDir(run_dir)
+    for m in members:
+        _trained(run, m)
+    check_export_dir(out_dir)
+
+
 def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike,
                      weights: dict[str, str] | None = None, stack: dict | None = None) -> Path:
     """Write the ensemble ``members`` of sweep run ``run_dir`` as a predictor folder ``out_dir``.
@@ -192,4 +206,4 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
     return out
 
 
-__all__ = ["check_export_dir", "export_predictor"]
+__all__ = ["check_export", "check_export_dir", "export_predictor"]
