@@ -150,6 +150,24 @@ def test_a_signal_between_the_renames_of_an_export_is_held_back(two_exports, mon
     assert not [p.name for p in model.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_an_exception_in_the_second_rename_puts_the_old_predictor_back(two_exports, monkeypatch):
+    run, model = two_exports
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) == 2 and Path(dst) == model:  # staging -> model: raised by code, not by a signal handler
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        export_predictor(run, ["m0"], model)
+    monkeypatch.undo()
+    assert [m["name"] for m in read_predictor_spec(model)["members"]] == ["m0", "m1"]  # the old one, entire
+    assert not [p.name for p in model.parent.iterdir() if p.name.startswith(".")]
+
+
 def test_leftovers_of_a_killed_export_are_cleaned_up_or_put_back(two_exports):
     run, model = two_exports
     pid = _dead_pid()

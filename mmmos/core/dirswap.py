@@ -84,8 +84,10 @@ def replace_dir(tmp: Path, out: Path) -> None:
                 os.replace(out, old)
                 try:
                     os.replace(tmp, out)
-                except OSError:
-                    os.replace(old, out)
+                except BaseException:  # whatever stopped the second rename (a full disk, an exception raised by
+                    # other code than a signal handler): the old folder goes back, so ``out`` is never missing
+                    if not os.path.lexists(out):
+                        os.replace(old, out)
                     raise
                 swapped = True
             else:
