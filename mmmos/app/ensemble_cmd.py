@@ -76,13 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-strategy", default="submitted", help="strategy for --export (default submitted)")
 
 
-def _export(run_dir: str, result, strategy: str, out: str):
-    """Export ``strategy``'s members as a predictor folder (through the predict application)."""
-    try:
-        from mmmos.app.predict import PredictorError, export_predictor
-    except ImportError:  # the predict package before its move
-        from mmmos.app.predictor import PredictorError, export_predictor
-
+def _export_plan(result, strategy: str) -> tuple[list[str], dict]:
+    """``strategy``'s members and the extra export arguments, or :class:`EnsembleOptionError`."""
     chosen = result.members.get(strategy, {})
     if "members" not in chosen:
         raise EnsembleOptionError(f"--export-strategy {strategy}: "
@@ -93,8 +88,23 @@ def _export(run_dir: str, result, strategy: str, out: str):
             raise EnsembleOptionError("--export-strategy stack: only a ridge meta-model can be exported "
                                       "(--stack-model ridge)")
         extra["stack"] = result.stack.export_record()
+    return list(chosen["members"]), extra
+
+
+def _check_export(run_dir: str, result, strategy: str, out: str) -> None:
+    """Everything ``--export`` could refuse that is known before writing (strategy, members, destination)."""
+    from mmmos.app.predict.export import check_export
+
+    check_export(run_dir, _export_plan(result, strategy)[0], out)
+
+
+def _export(run_dir: str, result, strategy: str, out: str):
+    """Export ``strategy``'s members as a predictor folder (through the predict application)."""
+    from mmmos.app.predict import PredictorError, export_predictor
+
+    members, extra = _export_plan(result, strategy)
     try:
-        return export_predictor(run_dir, chosen["members"], out, **extra)
+        return export_predictor(run_dir, members, out, **extra)
     except UserError:
         raise
     except PredictorError as e:
@@ -104,6 +114,7 @@ def _export(run_dir: str, result, strategy: str, out: str):
 def run_cli(a: argparse.Namespace) -> int:
     """``mmmos ensemble``: evaluate, write, print Table IV and the members; 0 ok (UserError on bad input)."""
     from mmmos import ensemble as ens
+    from mmmos.ensemble.outputs import check_answer, check_out_dir
 
     t0 = time.perf_counter()
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
@@ -114,10 +125,17 @@ def run_cli(a: argparse.Namespace) -> int:
     result = ens.evaluate_strategies(sweep, strategies, members=members, dev_set=a.dev_set, pam_set=a.pam_set,
                                      metric=a.rank_metric, level=a.rank_level, axis=a.rank_axis, top=a.top,
                                      stack=stack)
-    out = ens.write_outputs(result, sweep, a.out or ens.default_out(a.run_dir))
-    answer = None
+    # all that can be refused is checked before anything is written: a refused command keeps the old outputs
+    out_dir = a.out or ens.default_out(a.run_dir)
+    check_out_dir(out_dir)
     if a.answer:
         answer_set = a.answer_set or ens.default_answer_set(sweep, a.dev_set)
+        check_answer(result, a.answer_strategy, answer_set, a.answer, sweep)
+    if getattr(a, "export", None):
+        _check_export(a.run_dir, result, a.export_strategy, a.export)
+    out = ens.write_outputs(result, sweep, out_dir)
+    answer = None
+    if a.answer:
         answer = ens.write_answer(result, a.answer_strategy, answer_set, a.answer, sweep)
     exported = _export(a.run_dir, result, a.export_strategy, a.export) if getattr(a, "export", None) else None
     print(f"ranking: {a.rank_level}-level {a.rank_metric} of {a.rank_axis} on {a.dev_set} / {a.pam_set}; "

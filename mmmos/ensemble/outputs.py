@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
 
-from mmmos.core.manifests import write_answer_file, write_submission
+from mmmos.core.dirswap import check_creatable, recover, replace_dir, staging_dir
+from mmmos.core.manifests import submission_path, write_answer_file, write_submission
 from mmmos.core.metrics import metric_of_column
 from mmmos.core.rundir import RunDir, atomic_write_text
 
@@ -71,10 +74,30 @@ def default_out(run_dir: str | Path) -> Path:
     return RunDir(run_dir).ensembles_path
 
 
-def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path:
-    """Write Table IV (Parquet + markdown), long metrics, predictions and members.json into ``out``."""
+#: what :func:`write_outputs` writes into its folder (anything else there is the user's)
+OUTPUT_NAMES = frozenset({"table_iv.parquet", "table_iv.md", "metrics.parquet", "predictions", "members.json"})
+
+
+def _foreign(out: Path) -> list[str]:
+    """Entries of an existing folder ``out`` that :func:`write_outputs` did not write."""
+    if not out.is_dir():
+        return []
+    # a hidden .members.json.PID.tmp is what a killed atomic write of the marker left
+    return sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES
+                  and not (p.name.startswith(".members.json.") and p.name.endswith(".tmp")))
+
+
+def check_out_dir(out: str | Path) -> None:
+    """Refuse (:class:`EnsembleError`) an ``out`` where no output folder can be written (a file, a read-only place),
+    before anything is written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_creatable(out)
+    except OSError as e:
+        raise EnsembleError(f"{out}: cannot write the ensemble outputs here ({one_line(e)})") from None
+
+
+def _write_files(result: EnsembleResult, sweep: Sweep, out: Path) -> None:
     result.table.write_parquet(out / "table_iv.parquet")
     (out / "table_iv.md").write_text(table_markdown(result.table, sweep.sets))
     result.metrics.write_parquet(out / "metrics.parquet")
@@ -97,6 +120,43 @@ def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path
     }
     # written last and atomically: its presence means the folder is complete (the report checks it)
     atomic_write_text(out / "members.json", json.dumps(doc, indent=2))
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs from ``out``, the completeness marker first: from then on, until the new
+    marker is written, the folder reads as incomplete and never as a mix of two runs."""
+    for name in ("members.json", *sorted(OUTPUT_NAMES - {"members.json"})):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            p.unlink()
+
+
+def write_outputs(result: EnsembleResult, sweep: Sweep, out: str | Path) -> Path:
+    """Write Table IV (Parquet + markdown), long metrics, predictions and members.json into ``out``.
+
+    An interrupted (re-)run never leaves a folder that looks complete with parts of two runs: the outputs are
+    written into a hidden sibling and swapped in whole (:mod:`mmmos.core.dirswap`), so ``out`` keeps the old run
+    entire until the new one is complete.  A folder that also holds the user's files is not swapped (they would go
+    with it): the old outputs there are removed, marker first, and the new ones written in place, marker last."""
+    out = Path(out)
+    check_out_dir(out)
+    try:
+        recover(out)  # what a killed earlier run left beside it
+        if _foreign(out):
+            _clear_outputs(out)
+            _write_files(result, sweep, out)
+            return out
+        tmp = staging_dir(out)
+        try:
+            _write_files(result, sweep, tmp)
+            replace_dir(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        raise EnsembleError(f"{out}: cannot write the ensemble outputs ({one_line(e)})") from None
     return out
 
 
@@ -108,10 +168,7 @@ def default_answer_set(sweep: Sweep, dev_set: str = "dev") -> str:
     return others[0]
 
 
-def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str | Path,
-                 sweep: Sweep | None = None) -> Path:
-    """Write one strategy's ensemble predictions for one set as a challenge answer file, and beside it the
-    submission zip when the task's challenge takes one (Track 1: ``answer.zip`` holding ``answer.txt``)."""
+def _answer_frame(result: EnsembleResult, strategy: str, set_name: str):
     if strategy not in result.members:
         raise EnsembleError(f"--answer-strategy {strategy!r} was not evaluated; "
                             f"evaluated: {', '.join(result.members)}")
@@ -121,15 +178,45 @@ def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str
     if set_name not in per_set:
         raise EnsembleError(f"no ensemble predictions of {strategy} for set {set_name!r}; "
                             f"sets: {', '.join(per_set) or 'none'}")
-    df = per_set[set_name]
+    return per_set[set_name]
+
+
+def check_answer(result: EnsembleResult, strategy: str, set_name: str, path: str | Path,
+                 sweep: Sweep | None = None) -> None:
+    """Refuse (:class:`EnsembleError`) what :func:`write_answer` would refuse, before anything is written: an
+    unevaluated or unavailable strategy, a set without its predictions, a path where no file can be written."""
+    _answer_frame(result, strategy, set_name)
+    path = Path(path)
+    targets = [path]
+    if sweep is not None and sweep.task.answer.archive_member is not None:
+        targets.append(submission_path(path))
+    for t in targets:
+        try:
+            check_creatable(t, folder=False)
+        except OSError as e:
+            raise EnsembleError(f"{path}: cannot write the answer file ({one_line(e)})") from None
+
+
+def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str | Path,
+                 sweep: Sweep | None = None) -> Path:
+    """Write one strategy's ensemble predictions for one set as a challenge answer file, and beside it the
+    submission zip when the task's challenge takes one (Track 1: ``answer.zip`` holding ``answer.txt``)."""
+    df = _answer_frame(result, strategy, set_name)
     axes = sweep.task.axes if sweep is not None else [c for c in df.columns if c not in ("clip_id", "system", "domain")]
     path = Path(path)
+    # the temporary files the writers use (X.tmp beside X); removed if the write fails or is interrupted
+    temps = [p for p in (path.with_name(path.name + ".tmp"), submission_path(path).with_name(
+        submission_path(path).name + ".tmp")) if not os.path.lexists(p)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_answer_file(df.select("clip_id", *axes), path, task=sweep.task if sweep is not None else None)
         write_submission(path, task=sweep.task if sweep is not None else None)  # the zip, where the task takes one
     except (OSError, ValueError) as e:
         raise EnsembleError(f"{path}: cannot write the answer file ({one_line(e)})") from None
+    finally:
+        for t in temps:
+            if os.path.lexists(t) and not t.is_dir():
+                t.unlink()
     return path
 
 
@@ -143,10 +230,13 @@ def run_ensembles(run_dir: str | Path, strategies: list[str] | tuple[str, ...] =
     sweep = load_sweep(run_dir, truth)
     result = evaluate_strategies(sweep, strategies, members=members, dev_set=dev_set, pam_set=pam_set,
                                  metric=metric, level=level, axis=axis, top=top, stack=stack)
+    if answer is not None:  # a refused answer file must not cost the old outputs: checked before writing them
+        answer_set = answer_set or default_answer_set(sweep, dev_set)
+        check_answer(result, answer_strategy, answer_set, answer, sweep)
     write_outputs(result, sweep, out or default_out(run_dir))
     if answer is not None:
-        write_answer(result, answer_strategy, answer_set or default_answer_set(sweep, dev_set), answer, sweep)
+        write_answer(result, answer_strategy, answer_set, answer, sweep)
     return result.table
 
 
-__all__ = ["default_answer_set", "default_out", "run_ensembles", "table_markdown", "write_answer", "write_outputs"]
+__all__ = ["OUTPUT_NAMES", "check_answer", "check_out_dir", "default_answer_set", "default_out", "run_ensembles", "table_markdown", "write_answer", "write_outputs"]

@@ -9,31 +9,36 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mmmos.core.dirswap import check_creatable, recover, replace_dir, staging_dir
 from mmmos.core.rundir import ConfigDir, ModelRecord, RunDir, RunDirError
 from mmmos.core.tasks import get_task
 
 from .errors import PredictorError
-from .pins import pin_files
-from .spec import MEMBERS_DIR, PREDICTOR_FILE, MemberSpec, PredictorSpec, safe_member_name
+from .pins import FILES_KEY, pin_files
+from .spec import FORMAT, MEMBERS_DIR, PREDICTOR_FILE, MemberSpec, PredictorSpec, safe_member_name
 
 
 def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-def _read_member(run: RunDir, name: str) -> tuple[ModelRecord, bool]:
-    """The model record of configuration ``name`` and whether its predictions were clamped."""
+def _trained(run: RunDir, name: str) -> ConfigDir:
     safe_member_name(name)
     cdir: ConfigDir = run.config(name)
     if not cdir.model_path.is_file():
         have = [n for n in run.config_names() if run.config(n).model_path.is_file()]
         raise PredictorError(f"{cdir.model_path}: no trained model for member {name!r} in {run.path} "
                              f"(trained: {', '.join(have) or 'none'})")
+    return cdir
+
+
+def _read_member(run: RunDir, name: str) -> tuple[ModelRecord, bool]:
+    """The model record of configuration ``name`` and whether its predictions were clamped."""
+    cdir = _trained(run, name)
     try:
         rec = cdir.read_model()
     except RunDirError as e:
@@ -80,14 +85,73 @@ def _member_spec(name: str, rec: ModelRecord, clip: bool) -> MemberSpec:
                       clip_predictions=clip, features=rec.features)
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _foreign(out: Path) -> tuple[str | None, list[str]]:
+    """Why ``out`` is not an exported predictor folder (None if it is one), and the entries that are not its."""
+    f = out / PREDICTOR_FILE
+    if not f.is_file():
+        return f"no {PREDICTOR_FILE}", []
+    try:
+        spec = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return f"{PREDICTOR_FILE} is not readable JSON ({type(e).__name__})", []
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        return f"{PREDICTOR_FILE} is not an mmmos predictor record", []
+    pins = spec.get(FILES_KEY)
+    if pins is None:  # written before pins existed: its member files (so the re-export its loader asks for works)
+        members = spec.get("members")
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            return f"{PREDICTOR_FILE} has no \"{FILES_KEY}\" record", []
+        pins = {str(m.get("file", f"{MEMBERS_DIR}/{m.get('name')}.pt")): "" for m in members}
+    if not isinstance(pins, dict):
+        return f"{PREDICTOR_FILE} has a malformed \"{FILES_KEY}\" record", []
+    keep = {PREDICTOR_FILE, *pins}
+    dirs = {p.as_posix() for k in pins for p in PurePosixPath(k).parents if p.as_posix() != "."}
+    foreign = []
+    for root, dnames, fnames in os.walk(out):
+        rel = Path(root).relative_to(out)
+        for d in list(dnames):
+            r = (rel / d).as_posix()
+            if r not in dirs or (Path(root) / d).is_symlink():
+                foreign.append(r + "/")
+                dnames.remove(d)
+        foreign += [(rel / n).as_posix() for n in fnames if (rel / n).as_posix() not in keep]
+    return None, sorted(foreign)
+
+
+def check_export_dir(out: str | os.PathLike) -> None:
+    """Refuse (:class:`PredictorError`) an ``out`` that export must not replace, before anything is written: a file,
+    a folder that is not empty and not an exported predictor, one holding anything but ``predictor.json`` and the
+    files it pins (a user's file there would be deleted with it), or a place where no folder can be made."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        why, foreign = _foreign(out)
+        if why is not None:
+            names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            raise PredictorError(f"{out} is not a predictor folder ({why}; it holds {', '.join(names[:3])}{more}); "
+                                 f"refusing to replace it - choose a new folder")
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            raise PredictorError(f"{out} holds files that are not part of the exported predictor "
+                                 f"({', '.join(foreign[:3])}{more}); refusing to replace it - move them or choose "
+                                 f"a new folder")
+    try:
+        check_creatable(out)
+    except OSError as e:
+        raise PredictorError(f"{out}: cannot write the predictor folder here ({_one_line(e)})") from None
+
+
+def check_export(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike) -> None:
+    """The cheap checks of :func:`export_predictor` (members trained, destination), for a caller that must refuse
+    before it writes anything else."""
+    run = RunDir(run_dir)
+    for m in members:
+        _trained(run, m)
+    check_export_dir(out_dir)
 
 
 def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: str | os.PathLike,
@@ -96,7 +160,8 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
 
     ``weights`` (encoder name -> path) are recorded as default weights paths.  ``stack`` (the record of
     ``mmmos.ensemble.StackResult.export_record``) makes a stacked predictor: its meta-model replaces the
-    members' mean.  An existing ``out_dir`` is replaced only if it holds a predictor (or is empty).
+    members' mean.  An existing ``out_dir`` is replaced only if it holds a predictor and nothing else (or is
+    empty; see :func:`check_export_dir`).
     Returns ``out_dir``."""
     run, out = RunDir(run_dir), Path(out_dir)
     if not members:
@@ -115,30 +180,30 @@ def export_predictor(run_dir: str | os.PathLike, members: list[str], out_dir: st
     if unknown:
         raise PredictorError(f"weights given for {', '.join(unknown)}, which no member uses "
                              f"(needed: {', '.join(sorted(names_by_key))})")
-    if out.exists():
-        content = {p.name for p in out.iterdir()}
-        if content and PREDICTOR_FILE not in content:
-            raise PredictorError(f"{out} exists and is not a predictor folder; choose a new --export folder")
+    check_export_dir(out)
     import torch
 
     spec = PredictorSpec(members=[_member_spec(m, rec, clip) for m, rec, clip in recs], encoders=identities,
                          task=task, weights={k: str(Path(v).resolve()) for k, v in (weights or {}).items()},
                          source={"run": str(run.path.resolve()), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                          stack=_jsonable(stack) if stack is not None else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = None
     try:
+        recover(out)  # what a killed earlier export left beside it (see mmmos.core.dirswap)
+        tmp = staging_dir(out)
         (tmp / MEMBERS_DIR).mkdir()
         for m, rec, _ in recs:
             torch.save({k: v.detach().cpu().contiguous() for k, v in rec.state_dict.items()},
                        tmp / MEMBERS_DIR / f"{m}.pt")
         spec.files = pin_files(tmp, PREDICTOR_FILE)  # every file sha256-pinned, checked on load (.pins)
         (tmp / PREDICTOR_FILE).write_text(json.dumps(spec.to_json(), indent=2))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
+    except OSError as e:
+        raise PredictorError(f"{out}: cannot write the predictor folder ({_one_line(e)})") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-__all__ = ["export_predictor"]
+__all__ = ["check_export", "check_export_dir", "export_predictor"]
