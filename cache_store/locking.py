@@ -26,6 +26,8 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from mmmos.core.interrupts import shielded
+
 HEARTBEAT_SECONDS = 30.0  # a writer touches its claims this often
 STALE_SECONDS = 300.0     # a claim from another host not touched for this long is abandoned (10 missed beats)
 
@@ -141,9 +143,14 @@ class Claims:
         if self.held_by_other(key):
             return False
         tmp = self.dir / f".{key}.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(self.token)
-        os.replace(tmp, self.dir / key)
-        self.held.add(key)
+        # a Ctrl-C between the write and the rename left the hidden file for good (CI: "claims left behind")
+        with shielded():
+            try:
+                tmp.write_text(self.token)
+                os.replace(tmp, self.dir / key)
+                self.held.add(key)
+            finally:
+                tmp.unlink(missing_ok=True)
         self._start_heartbeat()
         return True
 
