@@ -7,8 +7,8 @@
 * :func:`recover` -- what a *killed* (SIGKILL, power loss) earlier writer left beside ``NAME``: its staging
   folders are removed, and its ``.NAME.old-PID`` is put back when ``NAME`` is missing (killed between the
   renames), else removed.  Folders of a writer that is still running are left alone;
-* :func:`check_creatable` -- a folder (or file) could be created at this path (used before anything is written, so a
-  bad output path fails before older outputs are touched).
+* a folder could be created at this path: :func:`mmmos.core.outputs.check_creatable`, checked before anything is
+  written.
 """
 from __future__ import annotations
 
@@ -97,28 +97,4 @@ def replace_dir(tmp: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def check_creatable(path: Path, folder: bool = True) -> None:
-    """Raise ``OSError`` (one-line message) unless a folder (``folder``) or a file can be put at ``path``: an existing
-    ``path`` must be of that kind, and the nearest existing ancestor of its parent a folder that accepts a new entry
-    (probed by making and removing one, since permission bits do not tell, e.g. for root under /proc or on a
-    read-only mount)."""
-    path = Path(path)
-    if folder and os.path.lexists(path) and not path.is_dir():
-        raise NotADirectoryError(f"{path} exists and is not a folder")
-    if not folder and path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder")
-    base = path.parent  # where a new folder, or the hidden sibling a folder is swapped from, is made
-    while not base.exists():
-        if os.path.lexists(base):  # a dangling link
-            raise NotADirectoryError(f"{base} is a broken link")
-        base = base.parent
-    if not base.is_dir():
-        raise NotADirectoryError(f"{base} is not a folder")
-    try:
-        probe = tempfile.mkdtemp(prefix=".mmmos-probe-", dir=base)
-    except OSError as e:
-        raise OSError(f"cannot create anything in {base} ({e.strerror or e})") from None
-    os.rmdir(probe)
-
-
-__all__ = ["check_creatable", "leftovers", "recover", "replace_dir", "staging_dir"]
+__all__ = ["leftovers", "recover", "replace_dir", "staging_dir"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmmos.core.errors import UserError
+from mmmos.core.outputs import replace_whole
 from mmmos.core.tasks import DEFAULT_TASK
 
 RUN_FILE = "run.json"
@@ -45,9 +46,7 @@ class RunDirError(UserError):
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_whole(path, lambda tmp: tmp.write_text(text))
 
 
 def _known(cls, d: dict) -> dict:
@@ -98,10 +97,7 @@ class ModelRecord:
     def save(self, path: str | os.PathLike) -> None:
         import torch
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(asdict(self), tmp)
-        os.replace(tmp, path)
+        replace_whole(path, lambda tmp: torch.save(asdict(self), tmp))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ModelRecord":

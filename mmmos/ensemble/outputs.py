@@ -11,7 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mmmos.core.dirswap import check_creatable, recover, replace_dir, staging_dir
+from mmmos.core.dirswap import recover, replace_dir, staging_dir
+from mmmos.core.outputs import check_creatable
 from mmmos.core.manifests import submission_path, write_answer_file, write_submission
 from mmmos.core.metrics import metric_of_column
 from mmmos.core.rundir import RunDir, atomic_write_text
@@ -204,19 +205,12 @@ def write_answer(result: EnsembleResult, strategy: str, set_name: str, path: str
     df = _answer_frame(result, strategy, set_name)
     axes = sweep.task.axes if sweep is not None else [c for c in df.columns if c not in ("clip_id", "system", "domain")]
     path = Path(path)
-    # the temporary files the writers use (X.tmp beside X); removed if the write fails or is interrupted
-    temps = [p for p in (path.with_name(path.name + ".tmp"), submission_path(path).with_name(
-        submission_path(path).name + ".tmp")) if not os.path.lexists(p)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_answer_file(df.select("clip_id", *axes), path, task=sweep.task if sweep is not None else None)
         write_submission(path, task=sweep.task if sweep is not None else None)  # the zip, where the task takes one
     except (OSError, ValueError) as e:
         raise EnsembleError(f"{path}: cannot write the answer file ({one_line(e)})") from None
-    finally:
-        for t in temps:
-            if os.path.lexists(t) and not t.is_dir():
-                t.unlink()
     return path
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from mmmos.core.outputs import replace_whole
 from mmmos.core.tasks import get_task
 from mmmos.core.tasks.track1 import DEMO_PROMPT_SYSTEMS, ID_PREFIX
 
@@ -186,10 +187,9 @@ def _clip(system: System, prompt: dict[str, str], split: str, rng: np.random.Gen
     wave = degrade(render(rendered["tempo"], rendered["instrument"], rendered["brightness"], seconds, rng),
                    system.kinds, severity, rng)
     name = f"{ID_PREFIX}{system.name}_{prompt['id']}"
-    dest = out / "wav" / f"{name}.wav"
-    tmp = dest.with_name(f".{dest.name}.tmp")  # under its own name only once whole
-    sf.write(tmp, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, dest)
+    # under its own name only once whole
+    replace_whole(out / "wav" / f"{name}.wav", lambda tmp: sf.write(tmp, wave, SAMPLE_RATE, subtype="PCM_16",
+                                                                      format="WAV"))
     latent = latent_scores(severity, matched, system.quality)
     row = {"clip_id": name, "system": system.name, "split": split, "prompt_id": prompt["id"],
            "severity": round(severity, 4), "seconds": round(seconds, 3),
@@ -207,9 +207,7 @@ def _pairs(systems, table, rng: np.random.Generator) -> list[tuple[System, dict]
 
 
 def _write_whole(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_list(path: Path, rows: list[dict], axes: tuple[str, ...]) -> None:

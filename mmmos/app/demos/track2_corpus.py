@@ -58,6 +58,7 @@ from scipy import fft as sp_fft
 from scipy import signal
 
 from mmmos.core.manifests import PROMPT_COLUMN, columns
+from mmmos.core.outputs import replace_whole
 from mmmos.core.tasks import get_task
 
 __all__ = [
@@ -533,26 +534,20 @@ Systems (PAM-like dev):   {pam_systems}
 
 
 def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for r in rows:
-            w.writerow([_fmt(r[h]) for h in header])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(header)
+            for r in rows:
+                w.writerow([_fmt(r[h]) for h in header])
+
+    replace_whole(path, write)
 
 
 #: The corpus's own listing files, the one a complete corpus is known by (the demo's check) first: removed before
 #: any audio is rewritten and written again only after all of it, so an interrupted run never leaves a list
 #: whose labels describe audio of another seed or size.
 _LISTINGS = ("pam_dev.csv", "dev.csv", "train.csv", "factors.csv", "README.txt")
-
-
-def _write_wav(dest: Path, wave: np.ndarray, sample_rate: int) -> None:
-    """A clip under its final name only once whole (a temporary name, then a rename)."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    sf.write(tmp, wave, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, dest)
 
 
 def _fmt(v: Any) -> str:
@@ -611,7 +606,8 @@ def make_demo_corpus(
                 rel = f"audio/{split}/{system.name}/{clip_id}.wav"
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _write_wav(dest, wave, sample_rate)
+            # under its own name only once whole
+            replace_whole(dest, lambda tmp: sf.write(tmp, wave, sample_rate, subtype="PCM_16", format="WAV"))
             f = {"clip_id": clip_id, "path": rel, "split": split, **f}
             rows.append(f)
             all_factors.append(f)

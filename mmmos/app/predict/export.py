@@ -13,7 +13,8 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mmmos.core.dirswap import check_creatable, recover, replace_dir, staging_dir
+from mmmos.core.dirswap import recover, replace_dir, staging_dir
+from mmmos.core.outputs import check_creatable
 from mmmos.core.rundir import ConfigDir, ModelRecord, RunDir, RunDirError
 from mmmos.core.tasks import get_task
 

@@ -9,6 +9,7 @@ import polars as pl
 
 from mmmos.core.manifests.fields import csv_rows, parse_label
 from mmmos.core.manifests.table import ManifestError
+from mmmos.core.outputs import replace_whole
 from mmmos.core.tasks import Task, get_task
 
 
@@ -82,11 +83,7 @@ def write_answer_file(df: pl.DataFrame, path: str | os.PathLike, task: str | Tas
     if lay.sort_ids:
         records.sort(key=lambda r: r[0])
     text = "".join(",".join([name, *(_number(v, lay.decimals) for v in row)]) + "\n" for name, row in records)
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, p)
+    replace_whole(path, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
 
 
 #: a fixed time stamp for the archive entry: the same answer file always gives the same zip bytes
@@ -110,11 +107,12 @@ def write_submission(answer_path: str | os.PathLike, task: str | Task | None = N
         return None
     data = Path(answer_path).read_bytes()
     z = Path(out) if out is not None else submission_path(answer_path)
-    tmp = z.with_name(z.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = 0o644 << 16
-        zf.writestr(info, data)
-    os.replace(tmp, z)
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            info = zipfile.ZipInfo(member, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+
+    replace_whole(z, write)
     return z
